@@ -1,0 +1,23 @@
+// Package v1alpha1 holds the kubemacpool.io/v1alpha1 API: one MACAddress object
+// per MAC in use, named after the MAC, so that the API server's refusal of a
+// second object with the same name is the allocation lock.
+//
+// +kubebuilder:object:generate=true
+// +groupName=kubemacpool.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this API.
+	GroupVersion = schema.GroupVersion{Group: "kubemacpool.io", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the types of this package with a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types of this package to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)
