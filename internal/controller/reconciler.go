@@ -1,0 +1,236 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+// MACReconciler reconciles one MAC at a time: the MACAddress named after it
+// (if any) against every object that carries it (of any kind). Keying the
+// work by MAC puts binding, release, expiry, adoption and collisions in one
+// place and makes each decision from the whole picture of that MAC.
+type MACReconciler struct {
+	*Lifecycle
+}
+
+// carrier is an object carrying the MAC under reconciliation.
+type carrier struct {
+	kind    Kind
+	obj     client.Object
+	carried Carried
+}
+
+func (c carrier) String() string { return describe(c.kind.Kind(), c.obj) }
+
+// Reconcile brings the MAC named req.Name in step.
+func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	address, err := mac.ParseObjectName(req.Name)
+	if err != nil {
+		return reconcile.Result{}, nil // not a MACAddress name of ours
+	}
+	log := logf.FromContext(ctx).WithValues("mac", address.String())
+
+	holder := &v1alpha1.MACAddress{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: req.Name}, holder); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
+		holder = nil
+	}
+	carriers, err := r.carriersOf(ctx, address)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+
+	if holder == nil {
+		return r.adoptFirstManaged(ctx, address, carriers)
+	}
+
+	var owner *carrier
+	for i := range carriers {
+		if ownerMatches(holder.Spec.Owner, carriers[i].kind.Kind(), carriers[i].obj) {
+			owner = &carriers[i]
+			break
+		}
+	}
+
+	if !holder.IsBound() {
+		if owner != nil {
+			log.V(1).Info("binding", "owner", owner.String())
+			return reconcile.Result{}, r.bind(ctx, holder, owner.kind, owner.obj, owner.carried)
+		}
+		age := r.now().Sub(holder.CreationTimestamp.Time)
+		if age < r.Grace {
+			return reconcile.Result{RequeueAfter: r.Grace - age}, nil
+		}
+		// Expired. A named owner gets one live look in case the cache lags.
+		if obj, ok, err := r.currentOwner(ctx, holder); err != nil {
+			return reconcile.Result{}, err
+		} else if ok {
+			k := r.Kinds[holder.Spec.Owner.Kind]
+			c, _ := carries(k, obj, address)
+			return reconcile.Result{}, r.bind(ctx, holder, k, obj, c)
+		}
+		log.Info("reservation expired unused; releasing", "owner", holder.Spec.Owner, "age", age.Round(time.Second).String())
+		return reconcile.Result{}, r.release(ctx, holder)
+	}
+
+	if owner == nil {
+		// Not in the cache: confirm with a live read before releasing.
+		obj, ok, err := r.currentOwner(ctx, holder)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if !ok {
+			log.Info("owner gone or no longer carries the MAC; releasing", "owner", holder.Spec.Owner)
+			if err := r.release(ctx, holder); err != nil {
+				return reconcile.Result{}, err
+			}
+			// Another object may carry it too: look again to adopt it.
+			return reconcile.Result{Requeue: len(carriers) > 0}, nil
+		}
+		k := r.Kinds[holder.Spec.Owner.Kind]
+		c, _ := carries(k, obj, address)
+		owner = &carrier{kind: k, obj: obj, carried: c}
+	}
+	for _, c := range carriers {
+		if c.obj.GetUID() != owner.obj.GetUID() {
+			r.reportCollision(address, owner.obj, c.obj, owner.String(), c.String())
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// adoptFirstManaged gives a MAC carried without a MACAddress to the oldest
+// managed object carrying it; any other carrier is then a collision, which
+// the next pass (triggered by the new MACAddress) reports.
+func (r *MACReconciler) adoptFirstManaged(ctx context.Context, address mac.MAC, carriers []carrier) (reconcile.Result, error) {
+	for _, c := range carriers {
+		managed, err := r.Scopes[c.kind.Kind()].ManagesName(ctx, r.Client, c.obj.GetNamespace())
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if !managed {
+			continue
+		}
+		err = r.adopt(ctx, c.kind, c.obj, c.carried)
+		if apierrors.IsAlreadyExists(err) {
+			return reconcile.Result{Requeue: true}, nil // a reservation just appeared: look again
+		}
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+// carriersOf lists every object, of every kind, carrying address, oldest first.
+func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carrier, error) {
+	var out []carrier
+	for _, k := range r.Kinds {
+		objs, err := r.listCarriers(ctx, k, address)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range objs {
+			c, _ := carries(k, obj, address)
+			out = append(out, carrier{kind: k, obj: obj, carried: c})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := out[i].obj.GetCreationTimestamp(), out[j].obj.GetCreationTimestamp()
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return out[i].String() < out[j].String()
+	})
+	return out, nil
+}
+
+// release deletes a MACAddress, but only the exact version we judged: if it
+// was bound or changed meanwhile, the delete fails and the MAC is looked at
+// again.
+func (r *MACReconciler) release(ctx context.Context, m *v1alpha1.MACAddress) error {
+	err := r.Client.Delete(ctx, m, client.Preconditions{UID: &m.UID, ResourceVersion: &m.ResourceVersion})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("releasing MAC %s: %w", m.Spec.Address, err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the indexes and watches. Every event on a
+// carrier object enqueues the MACs it carries and the MACs recorded as its,
+// so deletes, removed interfaces and new reservations are all seen.
+func (r *MACReconciler) SetupWithManager(ctx context.Context, mgr manager.Manager) error {
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &v1alpha1.MACAddress{}, ownerIndex, indexMACAddressOwner); err != nil {
+		return err
+	}
+	b := builder.ControllerManagedBy(mgr).
+		Named("mac").
+		For(&v1alpha1.MACAddress{})
+	for _, k := range r.Kinds {
+		if err := indexer.IndexField(ctx, k.New(), carriedIndex, indexCarried(k)); err != nil {
+			return err
+		}
+		b = b.Watches(k.New(), handler.EnqueueRequestsFromMapFunc(r.macsOf(k)),
+			builder.WithPredicates(carriesAny(k)))
+	}
+	return b.Complete(r)
+}
+
+// macsOf maps an object of kind k to the MACs it carries and the MACs
+// recorded as held by it (which it may no longer carry).
+func (r *MACReconciler) macsOf(k Kind) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		seen := map[string]bool{}
+		var reqs []reconcile.Request
+		add := func(name string) {
+			if !seen[name] {
+				seen[name] = true
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+			}
+		}
+		for _, c := range k.Carried(obj) {
+			add(c.MAC.ObjectName())
+		}
+		held := &v1alpha1.MACAddressList{}
+		if err := r.Client.List(ctx, held, client.MatchingFields{ownerIndex: ownerKey(k.Kind(), obj.GetNamespace(), obj.GetName())}); err == nil {
+			for _, m := range held.Items {
+				add(m.Name)
+			}
+		}
+		return reqs
+	}
+}
+
+// carriesAny passes events of objects that carry a MAC, or carried one
+// before an update (so a removed interface's MAC is released).
+func carriesAny(k Kind) predicate.Funcs {
+	has := func(obj client.Object) bool { return obj != nil && len(k.Carried(obj)) > 0 }
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return has(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return has(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return has(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return has(e.ObjectOld) || has(e.ObjectNew)
+		},
+	}
+}

@@ -1,0 +1,304 @@
+// Package pool hands out MAC addresses. Every MAC in use is a MACAddress
+// object named after the MAC; creating it is the lock, so any number of
+// replicas may allocate at once. The in-memory index here is only a hint for
+// picking a candidate that is probably free: the API server decides.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+// maxCollisions bounds how many candidates one allocation tries when other
+// replicas keep winning them. The index catches up within a watch event, so
+// a handful is plenty; the bound keeps a broken cache from looping forever.
+const maxCollisions = 64
+
+// ErrNotReady is returned before the range configuration has been loaded.
+var ErrNotReady = errors.New("the MAC pool is not ready yet (range configuration not loaded); retry shortly")
+
+// ExhaustedError says no allocatable MAC is free.
+type ExhaustedError struct {
+	Range mac.Range
+	Size  uint64
+	Held  uint64
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("no free MAC address in range %s: all %d allocatable addresses are held (%d held); "+
+		"delete objects that hold MACs or widen the range in the range ConfigMap", e.Range, e.Size, e.Held)
+}
+
+// HeldError says a MAC asked for explicitly is held by another object.
+type HeldError struct {
+	MAC    mac.MAC
+	Holder v1alpha1.MACAddress
+}
+
+func (e *HeldError) Error() string {
+	o := e.Holder.Spec.Owner
+	name := o.Name
+	if name == "" {
+		name = o.GenerateName + "*"
+	}
+	holder := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, name)
+	if e.Holder.Spec.Network != "" {
+		holder += fmt.Sprintf(" (network %s)", e.Holder.Spec.Network)
+	}
+	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
+}
+
+// Request says who a MAC is for.
+type Request struct {
+	Owner     v1alpha1.Owner
+	Network   string
+	Interface string
+	// DryRun asks for an answer without reserving anything.
+	DryRun bool
+}
+
+// Pool chooses candidates and reserves them through the API server.
+type Pool struct {
+	writer client.Client // creates and deletes MACAddress objects
+	reader client.Reader // uncached reads, for messages that must be current
+
+	mu        sync.Mutex
+	loaded    bool
+	alloc     mac.Allocatable
+	held      *indexSet
+	cursor    uint64
+	heldMACs  map[mac.MAC]struct{} // every MAC the cluster holds, in range or not
+	rangeInfo string
+}
+
+// New returns a pool that writes MACAddress objects with writer and reads
+// holders with reader (use an uncached reader). It is not ready until
+// SetRange is called.
+func New(writer client.Client, reader client.Reader) *Pool {
+	return &Pool{writer: writer, reader: reader, heldMACs: map[mac.MAC]struct{}{}}
+}
+
+// SetRange switches to a new allocatable set and rebuilds the index from
+// the MACs known to be held. MACs held outside the new range stay held: they
+// simply are no longer candidates.
+func (p *Pool) SetRange(alloc mac.Allocatable) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.alloc = alloc
+	p.held = newIndexSet(alloc.Size())
+	for m := range p.heldMACs {
+		if i, ok := alloc.IndexOf(m); ok {
+			p.held.Add(i)
+		}
+	}
+	// A random start keeps replicas (and restarts of one) from walking the
+	// same candidates in step.
+	p.cursor = rand.Uint64N(alloc.Size())
+	p.loaded = true
+}
+
+// Ready reports whether a range has been loaded.
+func (p *Pool) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loaded
+}
+
+// Stats is a point-in-time view of the pool.
+type Stats struct {
+	Range mac.Range
+	Size  uint64 // allocatable addresses in the range
+	Held  uint64 // of those, held
+	Total uint64 // every MAC held, in the range or not
+}
+
+// Stats returns the pool's current numbers.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return Stats{Total: uint64(len(p.heldMACs))}
+	}
+	return Stats{Range: p.alloc.Range(), Size: p.alloc.Size(), Held: p.held.Len(), Total: uint64(len(p.heldMACs))}
+}
+
+// MarkHeld records that the cluster holds m (a MACAddress exists).
+func (p *Pool) MarkHeld(m mac.MAC) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.heldMACs[m] = struct{}{}
+	if p.loaded {
+		if i, ok := p.alloc.IndexOf(m); ok {
+			p.held.Add(i)
+		}
+	}
+}
+
+// MarkFree records that the cluster no longer holds m.
+func (p *Pool) MarkFree(m mac.MAC) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.heldMACs, m)
+	if p.loaded {
+		if i, ok := p.alloc.IndexOf(m); ok {
+			p.held.Remove(i)
+		}
+	}
+}
+
+// Replace resets the set of held MACs, e.g. from a full list of MACAddress
+// objects, so a hint that went stale (a watch event lost) heals.
+func (p *Pool) Replace(held []mac.MAC) {
+	p.mu.Lock()
+	p.heldMACs = make(map[mac.MAC]struct{}, len(held))
+	for _, m := range held {
+		p.heldMACs[m] = struct{}{}
+	}
+	loaded, alloc := p.loaded, p.alloc
+	p.mu.Unlock()
+	if loaded {
+		p.SetRange(alloc)
+	}
+}
+
+// candidate picks the next probably-free MAC after the cursor and marks it
+// held so concurrent requests on this replica pick others.
+func (p *Pool) candidate() (mac.MAC, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.loaded {
+		return 0, ErrNotReady
+	}
+	size := p.alloc.Size()
+	for {
+		if p.held.Len() >= size {
+			return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len()}
+		}
+		i, ok := p.held.NextFree(p.cursor)
+		if !ok {
+			i, _ = p.held.NextFree(0) // wrap around: Len < size, so one exists
+		}
+		p.cursor = (i + 1) % size
+		m := p.alloc.At(i)
+		p.held.Add(i)
+		p.heldMACs[m] = struct{}{}
+		return m, nil
+	}
+}
+
+// Unmark undoes the in-memory mark of a candidate that was not reserved: the
+// picks of a dry-run request once it has been answered, or a failed create.
+// If another replica reserved the same MAC meanwhile, the next full resync
+// (Replace) marks it again; until then the create would catch it.
+func (p *Pool) Unmark(m mac.MAC) { p.MarkFree(m) }
+
+// Allocate reserves a free MAC for r. With r.DryRun it picks a MAC that is
+// free now and reserves nothing; the pick stays marked so the same request
+// gets distinct MACs, and the caller Unmarks the picks once it has answered.
+func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
+	for attempt := 0; attempt < maxCollisions; attempt++ {
+		m, err := p.candidate()
+		if err != nil {
+			return 0, err
+		}
+		if r.DryRun {
+			return m, nil
+		}
+		err = p.writer.Create(ctx, newMACAddress(m, r))
+		switch {
+		case err == nil:
+			return m, nil
+		case apierrors.IsAlreadyExists(err):
+			continue // another replica won it; the mark stays, the watch confirms it
+		default:
+			p.Unmark(m)
+			return 0, fmt.Errorf("reserving MAC %s: %w", m, err)
+		}
+	}
+	return 0, fmt.Errorf("no free MAC found after %d candidates that turned out to be held; the pool's view is catching up, retry", maxCollisions)
+}
+
+// Claim reserves the MAC m that a user asked for. It may lie outside the
+// range: a MAC in use must be unique whoever chose it. A reservation left by
+// an earlier attempt to create the same named object is accepted.
+func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) error {
+	if r.DryRun {
+		holder := &v1alpha1.MACAddress{}
+		err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return fmt.Errorf("checking MAC %s: %w", m, err)
+		case sameReservation(holder, r):
+			return nil
+		default:
+			return &HeldError{MAC: m, Holder: *holder}
+		}
+	}
+	err := p.writer.Create(ctx, newMACAddress(m, r))
+	if err == nil {
+		p.MarkHeld(m)
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("reserving MAC %s: %w", m, err)
+	}
+	p.MarkHeld(m)
+	holder := &v1alpha1.MACAddress{}
+	if err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("MAC address %s was being released just now; retry", m)
+		}
+		return fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
+	}
+	if sameReservation(holder, r) {
+		return nil
+	}
+	return &HeldError{MAC: m, Holder: *holder}
+}
+
+// Release deletes a reservation the current request made but will not use
+// (a later network of the same object was refused). Nothing can have bound
+// it: the object it was for has not been persisted.
+func (p *Pool) Release(ctx context.Context, m mac.MAC) error {
+	obj := &v1alpha1.MACAddress{}
+	obj.Name = m.ObjectName()
+	err := p.writer.Delete(ctx, obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("releasing MAC %s: %w", m, err)
+	}
+	p.MarkFree(m)
+	return nil
+}
+
+// sameReservation reports whether holder is an unbound reservation for the
+// same named object, e.g. left by a create that was retried.
+func sameReservation(holder *v1alpha1.MACAddress, r Request) bool {
+	h, o := holder.Spec.Owner, r.Owner
+	return !holder.IsBound() && o.Name != "" &&
+		h.Kind == o.Kind && h.Namespace == o.Namespace && h.Name == o.Name
+}
+
+func newMACAddress(m mac.MAC, r Request) *v1alpha1.MACAddress {
+	return &v1alpha1.MACAddress{
+		ObjectMeta: metav1.ObjectMeta{Name: m.ObjectName()},
+		Spec: v1alpha1.MACAddressSpec{
+			Address:   m.String(),
+			Owner:     r.Owner,
+			Network:   r.Network,
+			Interface: r.Interface,
+		},
+		Status: v1alpha1.MACAddressStatus{Phase: v1alpha1.PhaseReserved},
+	}
+}
