@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -58,6 +59,10 @@ type Options struct {
 	RepairInterval time.Duration
 
 	PodNamespaces scope.Mode
+
+	// MultipleInProcess lets several managers run in one process (tests that
+	// run two replicas side by side); controller names are then not unique.
+	MultipleInProcess bool
 }
 
 // Defaults are the production defaults.
@@ -141,6 +146,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		LeaseDuration:                 &o.LeaseDuration,
 		RenewDeadline:                 &o.RenewDeadline,
 		RetryPeriod:                   &o.RetryPeriod,
+		Controller:                    ctrlconfig.Controller{SkipNameValidation: &o.MultipleInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)

@@ -77,6 +77,7 @@ func testOptions(t testing.TB) manager.Options {
 	o.LeaseDuration = 3 * time.Second
 	o.RenewDeadline = 2 * time.Second
 	o.RetryPeriod = 500 * time.Millisecond
+	o.MultipleInProcess = true
 	return o
 }
 

@@ -2,11 +2,20 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 // The seed's example: a pod asking for one network gets a MAC from the
@@ -34,4 +43,302 @@ func TestPodGetsMACFromDefaultRange(t *testing.T) {
 
 	g.Expect(env.Client.Delete(context.Background(), p)).To(Succeed())
 	expectReleased(t, m)
+}
+
+// The short form is rewritten to the JSON list; every element gets its own
+// MAC, the same network listed twice included; other keys survive exactly.
+func TestPodAnnotationFormsAndKeysKept(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+
+	short := createPod(t, pod(ns, "short", "net1, other-ns/net2@eth1,net1"))
+	elems := networksOf(t, short)
+	g.Expect(elems).To(HaveLen(3))
+	g.Expect(elems[0].NetworkKey()).To(Equal(ns + "/net1"))
+	g.Expect(elems[1].NetworkKey()).To(Equal("other-ns/net2"))
+	g.Expect(elems[1].Interface()).To(Equal("eth1"))
+	g.Expect(elems[2].NetworkKey()).To(Equal(ns + "/net1"))
+	macs := macsOf(t, short)
+	g.Expect(macs).To(HaveLen(3))
+	g.Expect(macs[0]).NotTo(Equal(macs[2]), "the same network twice needs two MACs")
+	g.Expect(macs[1]).NotTo(Equal(macs[0]))
+	g.Expect(macs[1]).NotTo(Equal(macs[2]))
+
+	full := pod(ns, "keys", `[{"name":"ovs","ips":["10.1.1.1/24"],"cni-args":{"a":[1, 2]},"x-unknown":{"k":null},"interface":"net9"}]`)
+	full.Annotations["other.example.com/keep"] = "untouched"
+	full.Labels = map[string]string{"app": "keys"}
+	full = createPod(t, full)
+	got := full.Annotations["k8s.v1.cni.cncf.io/networks"]
+	m := macsOf(t, full)[0]
+	g.Expect(got).To(Equal(`[{"name":"ovs","namespace":"` + ns + `","interface":"net9","mac":"` + m.String() +
+		`","ips":["10.1.1.1/24"],"cni-args":{"a":[1, 2]},"x-unknown":{"k":null}}]`))
+	g.Expect(full.Annotations["other.example.com/keep"]).To(Equal("untouched"))
+	g.Expect(full.Labels).To(Equal(map[string]string{"app": "keys"}))
+	expectBound(t, m, full)
+}
+
+// A pod without the annotation, or with an empty one, passes untouched and
+// holds nothing.
+func TestPodWithoutNetworksUntouched(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	before := countMACAddresses(g)
+
+	plain := createPod(t, pod(ns, "plain", ""))
+	g.Expect(plain.Annotations).To(BeEmpty())
+	empty := createPod(t, pod(ns, "empty", "  "))
+	g.Expect(empty.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal("  "))
+	g.Consistently(func() int { return countMACAddresses(g) }).WithTimeout(time.Second).Should(Equal(before))
+}
+
+func countMACAddresses(g Gomega) int {
+	list := &v1alpha1.MACAddressList{}
+	g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
+	return len(list.Items)
+}
+
+// A MAC the user writes is reserved when free, even outside the range, and
+// a second pod asking for it is refused with a message naming the holder.
+func TestPodExplicitMAC(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+
+	// Universally administered and outside the default range: still ours to reserve.
+	const wanted = "00:1A:4A:16:01:51"
+	first := createPod(t, pod(ns, "first", `[{"name":"ovs-conf","mac":"`+wanted+`"}]`))
+	m, _ := mac.Parse(wanted)
+	g.Expect(macsOf(t, first)).To(Equal([]mac.MAC{m}))
+	expectBound(t, m, first)
+
+	// Any spelling of the same MAC is the same MAC.
+	err := env.Client.Create(context.Background(), pod(ns, "second", `[{"name":"ovs-conf","mac":"001a.4a16.0151"}]`))
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(err.Error()).To(ContainSubstring("00:1a:4a:16:01:51 is already in use by Pod " + ns + "/first"))
+	g.Expect(macAddress(g, m).Spec.Owner.Name).To(Equal("first"), "the refused pod must not take the MAC")
+
+	// Two networks of one pod asking for one MAC.
+	err = env.Client.Create(context.Background(), pod(ns, "twice", `[{"name":"a","mac":"02:aa:00:00:00:01"},{"name":"b","mac":"02:AA:00:00:00:01"}]`))
+	g.Expect(err).To(MatchError(ContainSubstring("asked for by two networks of the same pod")))
+	g.Expect(macAddress(g, mustMAC("02:aa:00:00:00:01"))).To(BeNil(), "a refused pod holds nothing")
+}
+
+func mustMAC(s string) mac.MAC {
+	m, err := mac.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// Bad input is refused with a message that says what is wrong, and nothing
+// is held for the refused pod.
+func TestPodBadInputRefused(t *testing.T) {
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	cases := []struct {
+		name, annotation string
+		want             []string
+	}{
+		{"json", `[{"name":"a"`, []string{"invalid k8s.v1.cni.cncf.io/networks annotation"}},
+		{"object", `{"name":"a"}`, []string{"invalid k8s.v1.cni.cncf.io/networks annotation", "list"}},
+		{"noname", `[{"namespace":"x"}]`, []string{"element 1", "name"}},
+		{"badmac", `[{"name":"a","mac":"02:00:00:00:00:zz"}]`, []string{`"02:00:00:00:00:zz" is not a MAC address`}},
+		{"eui64", `[{"name":"a","mac":"02:00:00:00:00:00:00:01"}]`, []string{"not a MAC address"}},
+		{"multicast", `[{"name":"a","mac":"03:00:00:00:00:01"}]`, []string{"03:00:00:00:00:01 is a multicast address"}},
+		{"short", `a,,b`, []string{"invalid k8s.v1.cni.cncf.io/networks annotation"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			before := countMACAddresses(g)
+			// A valid network first: its reservation must be rolled back.
+			annotation := c.annotation
+			err := env.Client.Create(context.Background(), pod(ns, "bad-"+c.name, annotation))
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a refusal, not a server error: %v", err)
+			for _, w := range c.want {
+				g.Expect(err.Error()).To(ContainSubstring(w))
+			}
+			g.Expect(countMACAddresses(g)).To(Equal(before))
+		})
+	}
+}
+
+// When a later network of a pod is refused, the MACs already reserved for
+// its earlier networks are given back at once.
+func TestPodRefusalRollsBackReservations(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	holder := createPod(t, pod(ns, "holder", `[{"name":"a","mac":"02:bb:00:00:00:01"}]`))
+	expectBound(t, mustMAC("02:bb:00:00:00:01"), holder)
+	before := countMACAddresses(g)
+
+	err := env.Client.Create(context.Background(), pod(ns, "loser", `[{"name":"a","mac":"02:bb:00:00:00:02"},{"name":"b","mac":"02:bb:00:00:00:01"}]`))
+	g.Expect(err).To(MatchError(ContainSubstring("already in use by Pod " + ns + "/holder")))
+	g.Expect(macAddress(g, mustMAC("02:bb:00:00:00:02"))).To(BeNil())
+	g.Expect(countMACAddresses(g)).To(Equal(before))
+}
+
+// Dry-run requests get MACs in the answer and reserve nothing.
+func TestPodDryRun(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	before := countMACAddresses(g)
+
+	p := pod(ns, "dry", `[{"name":"a"},{"name":"b"}]`)
+	g.Expect(env.Client.Create(context.Background(), p, client.DryRunAll)).To(Succeed())
+	macs := macsOf(t, p)
+	g.Expect(macs).To(HaveLen(2))
+	g.Expect(macs[0]).NotTo(Equal(macs[1]))
+	g.Expect(countMACAddresses(g)).To(Equal(before))
+	g.Expect(macAddress(g, macs[0])).To(BeNil())
+
+	// A dry run with a MAC in use is refused like the real request would be.
+	holder := createPod(t, pod(ns, "holder", `[{"name":"a","mac":"02:cc:00:00:00:01"}]`))
+	expectBound(t, mustMAC("02:cc:00:00:00:01"), holder)
+	err := env.Client.Create(context.Background(), pod(ns, "dry2", `[{"name":"a","mac":"02:cc:00:00:00:01"}]`), client.DryRunAll)
+	g.Expect(err).To(MatchError(ContainSubstring("already in use by Pod " + ns + "/holder")))
+}
+
+// Namespaces opt out with a label (the default mode), opt in with the other
+// mode; the manager's namespace and kube-system are never touched.
+func TestPodNamespaceSelection(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	r := startManager(t, testOptions(t))
+
+	ignored := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
+	p := createPod(t, pod(ignored, "p", `[{"name":"a"}]`))
+	g.Expect(p.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal(`[{"name":"a"}]`))
+
+	for _, ns := range []string{"kube-system", managerNamespace} {
+		g.Expect(ensureNamespace(ns)).To(Succeed())
+		p := createPod(t, pod(ns, "untouched-"+ns, `[{"name":"a"}]`))
+		g.Expect(p.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal(`[{"name":"a"}]`), "namespace %s", ns)
+		g.Expect(env.Client.Delete(ctx, p)).To(Succeed())
+	}
+
+	// Opt-in: unlabelled namespaces are left alone, labelled ones served.
+	r.Stop()
+	o := testOptions(t)
+	o.PodNamespaces = scope.OptIn
+	startManager(t, o)
+	plain := newNamespace(t, nil)
+	p = createPod(t, pod(plain, "p", `[{"name":"a"}]`))
+	g.Expect(p.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal(`[{"name":"a"}]`))
+	allocate := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "allocate"})
+	p = createPod(t, pod(allocate, "p", `[{"name":"a"}]`))
+	g.Expect(macsOf(t, p)).To(HaveLen(1))
+}
+
+// Deleting a pod releases its MACs, and the next allocation does not hand a
+// just-freed MAC straight back (stale ARP/DHCP state must not meet a new owner).
+func TestPodDeleteReleasesAndNoImmediateReuse(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:10:00:00:00:00", "END_POOL_RANGE": "02:10:00:00:00:0f"})
+
+	var freed []mac.MAC
+	for i := 0; i < 3; i++ {
+		p := createPod(t, pod(ns, fmt.Sprintf("p%d", i), `[{"name":"a"}]`))
+		m := macsOf(t, p)[0]
+		expectBound(t, m, p)
+		g.Expect(env.Client.Delete(context.Background(), p)).To(Succeed())
+		expectReleased(t, m)
+		freed = append(freed, m)
+	}
+	next := createPod(t, pod(ns, "next", `[{"name":"a"}]`))
+	g.Expect(freed).NotTo(ContainElement(macsOf(t, next)[0]))
+}
+
+// A pod refused by a later admission step (here a ValidatingAdmissionPolicy
+// that runs after the mutating webhook) leaves a reservation that is deleted
+// after the grace period.
+func TestReservationOfRefusedPodExpires(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:20:00:00:00:00", "END_POOL_RANGE": "02:20:00:00:00:ff"})
+	denyLabelled(t, "reject-me")
+
+	p := pod(ns, "refused", `[{"name":"a"}]`)
+	p.Labels = map[string]string{"reject-me": "true"}
+	err := env.Client.Create(ctx, p)
+	g.Expect(err).To(MatchError(ContainSubstring("rejected by test policy")))
+
+	// The reservation exists, unbound, then goes away after the grace period.
+	var reserved []v1alpha1.MACAddress
+	g.Eventually(func(g Gomega) {
+		reserved = reservationsFor(g, ns, "refused")
+		g.Expect(reserved).To(HaveLen(1))
+	}).WithTimeout(5 * time.Second).Should(Succeed())
+	g.Expect(reserved[0].Status.Phase).To(Equal(v1alpha1.PhaseReserved))
+	g.Eventually(func(g Gomega) {
+		g.Expect(reservationsFor(g, ns, "refused")).To(BeEmpty())
+	}).WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+}
+
+func reservationsFor(g Gomega, namespace, name string) []v1alpha1.MACAddress {
+	list := &v1alpha1.MACAddressList{}
+	g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
+	var out []v1alpha1.MACAddress
+	for _, m := range list.Items {
+		if m.Spec.Owner.Namespace == namespace && m.Spec.Owner.Name == name {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// denyLabelled installs a ValidatingAdmissionPolicy refusing pods with label.
+func denyLabelled(t testing.TB, label string) {
+	t.Helper()
+	ctx := context.Background()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+					},
+				}},
+			},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: `!has(object.metadata.labels) || !('` + label + `' in object.metadata.labels)`,
+				Message:    "rejected by test policy",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, obj := range []client.Object{policy, binding} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatalf("installing policy: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		_ = env.Client.Delete(ctx, binding)
+		_ = env.Client.Delete(ctx, policy)
+	})
+	// Policies take effect asynchronously: wait until a labelled dry run is refused.
+	NewWithT(t).Eventually(func() error {
+		probe := pod("default", "policy-probe", "")
+		probe.Labels = map[string]string{label: "true"}
+		return env.Client.Create(ctx, probe, client.DryRunAll)
+	}).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
 }

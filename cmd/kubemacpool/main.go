@@ -1,0 +1,65 @@
+// Command kubemacpool runs the MAC pool: the admission webhook that gives
+// secondary interfaces unique MACs, and the controllers that keep the
+// MACAddress objects in step with the cluster.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/kubemacpool/kubemacpool/internal/manager"
+	"github.com/kubemacpool/kubemacpool/internal/scope"
+)
+
+func main() {
+	o := manager.Defaults()
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		o.Namespace = ns
+	}
+	podMode := string(o.PodNamespaces)
+
+	flag.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace kubemacpool runs in: holds the range ConfigMap and the leader Lease, and is never mutated (default: $POD_NAMESPACE or kubemacpool-system)")
+	flag.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on (empty: all)")
+	flag.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
+	flag.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory holding the webhook serving certificate (tls.crt, tls.key)")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the metrics endpoint; 0 disables it")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables them")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "run the controllers only on the replica holding the Lease (every replica serves the webhook)")
+	flag.DurationVar(&o.ReservationGrace, "reservation-grace", o.ReservationGrace, "how long a MAC stays reserved for an object that is never seen created before it is released")
+	flag.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often every MAC and every object carrying one is checked again")
+	flag.StringVar(&podMode, "pod-namespaces", podMode, "which namespaces get pod MACs: opt-out (all but those labelled "+scope.PodsLabel+"=ignore) or opt-in (only those labelled "+scope.PodsLabel+"=allocate)")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	mode, err := scope.ParseMode(podMode)
+	if err != nil {
+		fail(err)
+	}
+	o.PodNamespaces = mode
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		fail(fmt.Errorf("no Kubernetes configuration found (in-cluster, --kubeconfig or $KUBECONFIG): %w", err))
+	}
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := manager.New(ctx, cfg, o)
+	if err != nil {
+		fail(err)
+	}
+	log.Info("starting kubemacpool", "namespace", o.Namespace, "podNamespaces", o.PodNamespaces)
+	if err := mgr.Start(ctx); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "kubemacpool:", err)
+	os.Exit(1)
+}
