@@ -21,6 +21,8 @@ func main() {
 		o.Namespace = ns
 	}
 	podMode := string(o.PodNamespaces)
+	var qps float64
+	var burst int
 
 	flag.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace kubemacpool runs in: holds the range ConfigMap and the leader Lease, and is never mutated (default: $POD_NAMESPACE or kubemacpool-system)")
 	flag.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on (empty: all)")
@@ -32,6 +34,8 @@ func main() {
 	flag.DurationVar(&o.ReservationGrace, "reservation-grace", o.ReservationGrace, "how long a MAC stays reserved for an object that is never seen created before it is released")
 	flag.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often every MAC and every object carrying one is checked again")
 	flag.StringVar(&podMode, "pod-namespaces", podMode, "which namespaces get pod MACs: opt-out (all but those labelled "+scope.PodsLabel+"=ignore) or opt-in (only those labelled "+scope.PodsLabel+"=allocate)")
+	flag.Float64Var(&qps, "kube-api-qps", 200, "requests per second to the API server; every MAC handed out is one create")
+	flag.IntVar(&burst, "kube-api-burst", 400, "burst of requests to the API server")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -48,6 +52,7 @@ func main() {
 	if err != nil {
 		fail(fmt.Errorf("no Kubernetes configuration found (in-cluster, --kubeconfig or $KUBECONFIG): %w", err))
 	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 	ctx := ctrl.SetupSignalHandler()
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {

@@ -152,6 +152,13 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
 
+	// The webhook reads namespace labels from the cache: start that informer
+	// with the manager rather than on the first admission, which would wait
+	// for it to sync.
+	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}); err != nil {
+		return nil, fmt.Errorf("watching namespaces: %w", err)
+	}
+
 	log := mgr.GetLogger()
 	recorder := mgr.GetEventRecorder("kubemacpool")
 	macPool := pool.New(mgr.GetClient(), mgr.GetAPIReader())

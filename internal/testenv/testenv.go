@@ -90,6 +90,9 @@ func Start(o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
+	// client-go's default of 5 requests a second would make every load
+	// test measure the client's throttle instead of kubemacpool.
+	cfg.QPS, cfg.Burst = 1000, 2000
 	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		_ = env.Stop()

@@ -181,3 +181,10 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// podsIn lists the pods of a namespace.
+func podsIn(g Gomega, namespace string) []corev1.Pod {
+	list := &corev1.PodList{}
+	g.Expect(env.Client.List(context.Background(), list, client.InNamespace(namespace))).To(Succeed())
+	return list.Items
+}

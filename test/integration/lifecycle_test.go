@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+// The range comes from the ConfigMap, changes apply live, MACs held outside
+// a new range stay held, and the upstream key names work too.
+func TestRangeConfigMapAppliesLive(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:30:00:00:00:00", "END_POOL_RANGE": "02:30:00:00:00:ff"})
+	first := mac.Range{Start: mustMAC("02:30:00:00:00:00"), End: mustMAC("02:30:00:00:00:ff")}
+	var old *corev1.Pod
+	g.Eventually(func(g Gomega) {
+		p := pod(ns, "", `[{"name":"a"}]`)
+		p.GenerateName = "range-a-"
+		g.Expect(env.Client.Create(context.Background(), p)).To(Succeed())
+		old = p
+		g.Expect(first.Contains(macsOf(t, p)[0])).To(BeTrue())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	oldMAC := macsOf(t, old)[0]
+	expectBound(t, oldMAC, old)
+
+	setRange(t, map[string]string{"RANGE_START": "02:31:00:00:00:00", "RANGE_END": "02:31:00:00:00:ff"})
+	second := mac.Range{Start: mustMAC("02:31:00:00:00:00"), End: mustMAC("02:31:00:00:00:ff")}
+	g.Eventually(func(g Gomega) {
+		p := pod(ns, "", `[{"name":"a"}]`)
+		p.GenerateName = "range-b-"
+		g.Expect(env.Client.Create(context.Background(), p)).To(Succeed())
+		g.Expect(second.Contains(macsOf(t, p)[0])).To(BeTrue())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	// The MAC held under the old range is still held by its pod.
+	g.Consistently(func(g Gomega) {
+		m := macAddress(g, oldMAC)
+		g.Expect(m).NotTo(BeNil())
+		g.Expect(m.Spec.Owner.UID).To(Equal(old.UID))
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+}
+
+// An invalid range is refused loudly (a Warning event on the ConfigMap) and
+// the range in force stays.
+func TestInvalidRangeRefusedOldStays(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:40:00:00:00:00", "END_POOL_RANGE": "02:40:00:00:00:ff"})
+	good := mac.Range{Start: mustMAC("02:40:00:00:00:00"), End: mustMAC("02:40:00:00:00:ff")}
+	g.Eventually(func(g Gomega) {
+		p := pod(ns, "", `[{"name":"a"}]`)
+		p.GenerateName = "before-"
+		g.Expect(env.Client.Create(context.Background(), p)).To(Succeed())
+		g.Expect(good.Contains(macsOf(t, p)[0])).To(BeTrue())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
+	for i, bad := range []map[string]string{
+		{"START_POOL_RANGE": "02:50:00:00:00:ff", "END_POOL_RANGE": "02:50:00:00:00:00"}, // start after end
+		{"START_POOL_RANGE": "not-a-mac", "END_POOL_RANGE": "02:50:00:00:00:00"},
+		{"START_POOL_RANGE": "03:00:00:00:00:00", "END_POOL_RANGE": "03:00:00:00:00:ff"}, // all multicast
+	} {
+		setRange(t, bad)
+		g.Eventually(func(g Gomega) {
+			events := eventsAbout(g, managerNamespace, "kubemacpool-mac-range-config", "InvalidRange")
+			g.Expect(len(events)).To(BeNumerically(">", i))
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		p := createPod(t, pod(ns, fmt.Sprintf("after-%d", i), `[{"name":"a"}]`))
+		g.Expect(good.Contains(macsOf(t, p)[0])).To(BeTrue(), "the old range must stay in force")
+	}
+	events := eventsAbout(g, managerNamespace, "kubemacpool-mac-range-config", "InvalidRange")
+	g.Expect(events[0].Type).To(Equal(corev1.EventTypeWarning))
+	g.Expect(events[0].Note).To(ContainSubstring("range in force stays"))
+}
+
+// A full pool refuses new pods with a message naming the range and how many
+// are held; a delete frees an address and allocation resumes.
+func TestExhaustedPoolRefusesThenResumes(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:60:00:00:00:00", "END_POOL_RANGE": "02:60:00:00:00:03"})
+	small := mac.Range{Start: mustMAC("02:60:00:00:00:00"), End: mustMAC("02:60:00:00:00:03")}
+
+	var pods []*corev1.Pod
+	g.Eventually(func(g Gomega) {
+		p := pod(ns, "", `[{"name":"a"}]`)
+		p.GenerateName = "probe-"
+		g.Expect(env.Client.Create(ctx, p)).To(Succeed())
+		g.Expect(small.Contains(macsOf(t, p)[0])).To(BeTrue())
+		pods = append(pods, p)
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	for len(pods) < 4 {
+		pods = append(pods, createPod(t, pod(ns, fmt.Sprintf("fill-%d", len(pods)), `[{"name":"a"}]`)))
+	}
+	err := env.Client.Create(ctx, pod(ns, "one-too-many", `[{"name":"a"}]`))
+	g.Expect(err).To(MatchError(ContainSubstring("no free MAC address in range 02:60:00:00:00:00-02:60:00:00:00:03: all 4 allocatable addresses are held")))
+
+	freed := macsOf(t, pods[1])[0]
+	g.Expect(env.Client.Delete(ctx, pods[1])).To(Succeed())
+	expectReleased(t, freed)
+	g.Eventually(func() error {
+		return env.Client.Create(ctx, pod(ns, "after-free", `[{"name":"a"}]`))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// A MAC carried by a pod without a MACAddress (restored from backup, or its
+// MACAddress deleted by hand) is adopted for that pod.
+func TestRepairAdoptsCarriedMAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	p := createPod(t, pod(ns, "carrier", `[{"name":"a"}]`))
+	m := macsOf(t, p)[0]
+	expectBound(t, m, p)
+
+	g.Expect(env.Client.Delete(ctx, macAddress(g, m))).To(Succeed())
+	expectBound(t, m, p)
+	g.Eventually(func(g Gomega) {
+		g.Expect(eventsAbout(g, ns, "carrier", "MACAdopted")).NotTo(BeEmpty())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// Two pods carrying one MAC (one of them in an ignored namespace, where a
+// user set it by hand) are reported with a Warning event on both.
+func TestCollisionReportedOnBoth(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	ignored := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
+
+	a := createPod(t, pod(ns, "a", `[{"name":"n"}]`))
+	m := macsOf(t, a)[0]
+	expectBound(t, m, a)
+	b := createPod(t, pod(ignored, "b", `[{"name":"n","mac":"`+m.String()+`"}]`))
+
+	g.Eventually(func(g Gomega) {
+		onA := eventsAbout(g, ns, "a", "MACCollision")
+		onB := eventsAbout(g, ignored, "b", "MACCollision")
+		g.Expect(onA).NotTo(BeEmpty())
+		g.Expect(onB).NotTo(BeEmpty())
+		g.Expect(onA[0].Type).To(Equal(corev1.EventTypeWarning))
+		g.Expect(onA[0].Note).To(ContainSubstring(m.String()))
+		g.Expect(onA[0].Note).To(ContainSubstring("Pod " + ignored + "/b"))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+	// Reporting never rewrites or steals: a keeps the MAC.
+	g.Expect(macAddress(g, m).Spec.Owner.UID).To(Equal(a.UID))
+	_ = b
+}
+
+// A restarted manager keeps every MAC of existing pods held and hands none
+// of them out again.
+func TestRestartKeepsMACsHeld(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:70:00:00:00:00", "END_POOL_RANGE": "02:70:00:00:00:1f"})
+	r := startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+
+	held := map[mac.MAC]bool{}
+	small := mac.Range{Start: mustMAC("02:70:00:00:00:00"), End: mustMAC("02:70:00:00:00:1f")}
+	for i := 0; i < 16; i++ {
+		p := createPod(t, pod(ns, fmt.Sprintf("before-%d", i), `[{"name":"a"}]`))
+		m := macsOf(t, p)[0]
+		g.Expect(small.Contains(m)).To(BeTrue())
+		held[m] = true
+	}
+	r.Stop()
+	startManager(t, testOptions(t))
+	for i := 0; i < 16; i++ {
+		p := createPod(t, pod(ns, fmt.Sprintf("after-%d", i), `[{"name":"a"}]`))
+		m := macsOf(t, p)[0]
+		g.Expect(held[m]).To(BeFalse(), "MAC %s handed out twice", m)
+		held[m] = true
+	}
+	pods := &corev1.PodList{}
+	g.Expect(env.Client.List(ctx, pods, client.InNamespace(ns))).To(Succeed())
+	g.Expect(pods.Items).To(HaveLen(32))
+	expectInvariants(t)
+}
+
+// expectInvariants checks, once things settle, what must always hold: no
+// MAC carried twice by managed pods, every carried MAC held by a MACAddress
+// naming its pod, and no bound MACAddress whose pod is gone.
+func expectInvariants(t testing.TB) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		ctx := context.Background()
+		pods := &corev1.PodList{}
+		g.Expect(env.Client.List(ctx, pods)).To(Succeed())
+		macs := &v1alpha1.MACAddressList{}
+		g.Expect(env.Client.List(ctx, macs)).To(Succeed())
+		holders := map[string]v1alpha1.MACAddress{}
+		for _, m := range macs.Items {
+			holders[m.Spec.Address] = m
+		}
+		carriedBy := map[mac.MAC]string{}
+		live := map[string]bool{}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			live[string(p.UID)] = true
+			if p.Annotations["k8s.v1.cni.cncf.io/networks"] == "" || p.Namespace == managerNamespace || p.Namespace == "kube-system" {
+				continue
+			}
+			if ignoredNamespace(g, p.Namespace) {
+				continue
+			}
+			for _, m := range macsOf(t, p) {
+				who := p.Namespace + "/" + p.Name
+				g.Expect(carriedBy).NotTo(HaveKey(m), "MAC %s carried by %s and %s", m, carriedBy[m], who)
+				carriedBy[m] = who
+				h, ok := holders[m.String()]
+				g.Expect(ok).To(BeTrue(), "MAC %s of %s has no MACAddress", m, who)
+				g.Expect(h.Spec.Owner.UID).To(Equal(p.UID), "MAC %s of %s held by %v", m, who, h.Spec.Owner)
+			}
+		}
+		for _, m := range macs.Items {
+			if m.IsBound() {
+				g.Expect(live[string(m.Spec.Owner.UID)]).To(BeTrue(), "MACAddress %s outlives its owner %v", m.Name, m.Spec.Owner)
+			}
+		}
+	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+}
+
+func ignoredNamespace(g Gomega, name string) bool {
+	ns := &corev1.Namespace{}
+	g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Name: name}, ns)).To(Succeed())
+	return ns.Labels["mutatepods.kubemacpool.io"] == "ignore"
+}
