@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"sync"
-	"sort"
 	"testing"
 	"time"
 
