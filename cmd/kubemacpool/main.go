@@ -20,7 +20,7 @@ func main() {
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		o.Namespace = ns
 	}
-	podMode := string(o.PodNamespaces)
+	podMode, vmMode := string(o.PodNamespaces), string(o.VMNamespaces)
 	var qps float64
 	var burst int
 
@@ -34,6 +34,8 @@ func main() {
 	flag.DurationVar(&o.ReservationGrace, "reservation-grace", o.ReservationGrace, "how long a MAC stays reserved for an object that is never seen created before it is released")
 	flag.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often every MAC and every object carrying one is checked again")
 	flag.StringVar(&podMode, "pod-namespaces", podMode, "which namespaces get pod MACs: opt-out (all but those labelled "+scope.PodsLabel+"=ignore) or opt-in (only those labelled "+scope.PodsLabel+"=allocate)")
+	flag.StringVar(&vmMode, "vm-namespaces", vmMode, "which namespaces get VirtualMachine MACs: opt-out (all but those labelled "+scope.VirtualMachinesLabel+"=ignore) or opt-in (only those labelled "+scope.VirtualMachinesLabel+"=allocate)")
+	flag.DurationVar(&o.KubeVirtPoll, "kubevirt-poll-interval", o.KubeVirtPoll, "how often to look for the KubeVirt CRDs while they are not installed")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "requests per second to the API server; every MAC handed out is one create")
 	flag.IntVar(&burst, "kube-api-burst", 400, "burst of requests to the API server")
 	zapOpts := zap.Options{}
@@ -42,11 +44,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
-	mode, err := scope.ParseMode(podMode)
-	if err != nil {
-		fail(err)
+	var err error
+	if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {
+		fail(fmt.Errorf("--pod-namespaces: %w", err))
 	}
-	o.PodNamespaces = mode
+	if o.VMNamespaces, err = scope.ParseMode(vmMode); err != nil {
+		fail(fmt.Errorf("--vm-namespaces: %w", err))
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 // Lifecycle holds what the reconcilers share: clients, the kinds that carry
@@ -24,10 +23,9 @@ type Lifecycle struct {
 	Client   client.Client // cached reads, direct writes
 	Live     client.Reader // uncached reads, checked before anything is deleted
 	Recorder events.EventRecorder
-	Kinds    map[string]Kind // by Kind()
-	// Scopes says, per kind, which namespaces are managed: only objects in
-	// managed namespaces have MACs adopted for them.
-	Scopes map[string]scope.Scope
+	// Kinds that carry MACs, each with the namespaces it manages: only
+	// objects in managed namespaces have MACs adopted for them.
+	Kinds *Kinds
 	// Grace is how long a reservation may stay unbound before it is deleted.
 	Grace time.Duration
 	// Now is the clock; tests may replace it.
@@ -102,7 +100,7 @@ func (l *Lifecycle) reportCollision(m mac.MAC, a, b runtime.Object, aName, bName
 // confirmed with a live read, so a lagging cache never releases a MAC in use.
 func (l *Lifecycle) currentOwner(ctx context.Context, m *v1alpha1.MACAddress) (client.Object, bool, error) {
 	o := m.Spec.Owner
-	k, ok := l.Kinds[o.Kind]
+	k, ok := l.Kinds.Get(o.Kind)
 	if !ok || o.Name == "" {
 		return nil, false, nil
 	}
@@ -129,7 +127,7 @@ func (l *Lifecycle) currentOwner(ctx context.Context, m *v1alpha1.MACAddress) (c
 // that carries the MAC and that the owner names (a generateName reservation
 // is only known by its prefix).
 func (l *Lifecycle) carrierByMAC(ctx context.Context, m *v1alpha1.MACAddress, address mac.MAC) (client.Object, Carried, error) {
-	k, ok := l.Kinds[m.Spec.Owner.Kind]
+	k, ok := l.Kinds.Get(m.Spec.Owner.Kind)
 	if !ok {
 		return nil, Carried{}, nil
 	}

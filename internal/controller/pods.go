@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
@@ -16,7 +17,7 @@ func (PodKind) Kind() string       { return "Pod" }
 func (PodKind) New() client.Object { return &corev1.Pod{} }
 func (PodKind) Carried(obj client.Object) []Carried {
 	value := obj.GetAnnotations()[multus.NetworksAnnotation]
-	if value == "" {
+	if value == "" || kubevirt.IsVirtLauncher(obj.GetLabels()) {
 		return nil
 	}
 	elems, err := multus.Parse(value, obj.GetNamespace())

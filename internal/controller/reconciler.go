@@ -9,16 +9,20 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 // MACReconciler reconciles one MAC at a time: the MACAddress named after it
@@ -27,6 +31,10 @@ import (
 // place and makes each decision from the whole picture of that MAC.
 type MACReconciler struct {
 	*Lifecycle
+
+	cache      cache.Cache
+	indexer    client.FieldIndexer
+	controller controller.Controller
 }
 
 // carrier is an object carrying the MAC under reconciliation.
@@ -83,7 +91,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		if obj, ok, err := r.currentOwner(ctx, holder); err != nil {
 			return reconcile.Result{}, err
 		} else if ok {
-			k := r.Kinds[holder.Spec.Owner.Kind]
+			k, _ := r.Kinds.Get(holder.Spec.Owner.Kind)
 			c, _ := carries(k, obj, address)
 			return reconcile.Result{}, r.bind(ctx, holder, k, obj, c)
 		}
@@ -105,7 +113,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			// Another object may carry it too: look again to adopt it.
 			return reconcile.Result{Requeue: len(carriers) > 0}, nil
 		}
-		k := r.Kinds[holder.Spec.Owner.Kind]
+		k, _ := r.Kinds.Get(holder.Spec.Owner.Kind)
 		c, _ := carries(k, obj, address)
 		owner = &carrier{kind: k, obj: obj, carried: c}
 	}
@@ -122,7 +130,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 // the next pass (triggered by the new MACAddress) reports.
 func (r *MACReconciler) adoptFirstManaged(ctx context.Context, address mac.MAC, carriers []carrier) (reconcile.Result, error) {
 	for _, c := range carriers {
-		managed, err := r.Scopes[c.kind.Kind()].ManagesName(ctx, r.Client, c.obj.GetNamespace())
+		managed, err := r.Kinds.Scope(c.kind.Kind()).ManagesName(ctx, r.Client, c.obj.GetNamespace())
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -141,7 +149,7 @@ func (r *MACReconciler) adoptFirstManaged(ctx context.Context, address mac.MAC, 
 // carriersOf lists every object, of every kind, carrying address, oldest first.
 func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carrier, error) {
 	var out []carrier
-	for _, k := range r.Kinds {
+	for _, k := range r.Kinds.All() {
 		objs, err := r.listCarriers(ctx, k, address)
 		if err != nil {
 			return nil, err
@@ -175,25 +183,47 @@ func (r *MACReconciler) release(ctx context.Context, m *v1alpha1.MACAddress) err
 	return nil
 }
 
-// SetupWithManager registers the indexes and watches. Every event on a
-// carrier object enqueues the MACs it carries and the MACs recorded as its,
-// so deletes, removed interfaces and new reservations are all seen.
+// SetupWithManager registers the controller with the kinds known now; more
+// kinds can join later through AddKind. Every event on a carrier object
+// enqueues the MACs it carries and the MACs recorded as its, so deletes,
+// removed interfaces and new reservations are all seen.
 func (r *MACReconciler) SetupWithManager(ctx context.Context, mgr manager.Manager) error {
-	indexer := mgr.GetFieldIndexer()
-	if err := indexer.IndexField(ctx, &v1alpha1.MACAddress{}, ownerIndex, indexMACAddressOwner); err != nil {
+	r.cache = mgr.GetCache()
+	r.indexer = mgr.GetFieldIndexer()
+	if err := r.indexer.IndexField(ctx, &v1alpha1.MACAddress{}, ownerIndex, indexMACAddressOwner); err != nil {
 		return err
 	}
-	b := builder.ControllerManagedBy(mgr).
+	c, err := builder.ControllerManagedBy(mgr).
 		Named("mac").
-		For(&v1alpha1.MACAddress{})
-	for _, k := range r.Kinds {
-		if err := indexer.IndexField(ctx, k.New(), carriedIndex, indexCarried(k)); err != nil {
+		For(&v1alpha1.MACAddress{}).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.controller = c
+	for _, k := range r.Kinds.All() {
+		if err := r.watchKind(ctx, k); err != nil {
 			return err
 		}
-		b = b.Watches(k.New(), handler.EnqueueRequestsFromMapFunc(r.macsOf(k)),
-			builder.WithPredicates(carriesAny(k)))
 	}
-	return b.Complete(r)
+	return nil
+}
+
+// AddKind starts tracking a kind that became available at run time.
+func (r *MACReconciler) AddKind(ctx context.Context, k Kind, s scope.Scope) error {
+	if err := r.watchKind(ctx, k); err != nil {
+		return err
+	}
+	r.Kinds.Add(k, s)
+	return nil
+}
+
+func (r *MACReconciler) watchKind(ctx context.Context, k Kind) error {
+	if err := r.indexer.IndexField(ctx, k.New(), carriedIndex, indexCarried(k)); err != nil {
+		return fmt.Errorf("indexing %s by MAC: %w", k.Kind(), err)
+	}
+	return r.controller.Watch(source.Kind(r.cache, k.New(),
+		handler.EnqueueRequestsFromMapFunc(r.macsOf(k)), carriesAny(k)))
 }
 
 // macsOf maps an object of kind k to the MACs it carries and the MACs

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,6 +60,10 @@ type Options struct {
 	RepairInterval time.Duration
 
 	PodNamespaces scope.Mode
+	VMNamespaces  scope.Mode
+	// KubeVirtPoll is how often kubemacpool looks for the KubeVirt CRDs
+	// until they are installed.
+	KubeVirtPoll time.Duration
 
 	// MultipleInProcess lets several managers run in one process (tests that
 	// run two replicas side by side); controller names are then not unique.
@@ -81,6 +86,8 @@ func Defaults() Options {
 		ReservationGrace: 3 * time.Minute,
 		RepairInterval:   10 * time.Minute,
 		PodNamespaces:    scope.OptOut,
+		VMNamespaces:     scope.OptOut,
+		KubeVirtPoll:     30 * time.Second,
 	}
 }
 
@@ -96,8 +103,13 @@ func (o Options) Validate() error {
 	if o.RepairInterval <= 0 {
 		errs = append(errs, fmt.Errorf("repair interval must be positive, got %s", o.RepairInterval))
 	}
-	if _, err := scope.ParseMode(string(o.PodNamespaces)); err != nil {
-		errs = append(errs, err)
+	for _, m := range []scope.Mode{o.PodNamespaces, o.VMNamespaces} {
+		if _, err := scope.ParseMode(string(m)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.KubeVirtPoll <= 0 {
+		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))
 	}
 	return errors.Join(errs...)
 }
@@ -107,6 +119,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	must(clientgoscheme.AddToScheme(s))
 	must(v1alpha1.AddToScheme(s))
+	must(kubevirtv1.AddToScheme(s))
 	return s
 }
 
@@ -163,6 +176,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	recorder := mgr.GetEventRecorder("kubemacpool")
 	macPool := pool.New(mgr.GetClient(), mgr.GetAPIReader())
 	podScope := scope.New(scope.PodsLabel, o.PodNamespaces, o.Namespace)
+	vmScope := scope.New(scope.VirtualMachinesLabel, o.VMNamespaces, o.Namespace)
 
 	poolSync := &controller.PoolSync{Cache: mgr.GetCache(), Pool: macPool, Resync: o.RepairInterval, Log: log.WithName("pool")}
 	rangeLoader := &controller.RangeLoader{
@@ -175,17 +189,26 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		}
 	}
 
-	kinds := map[string]controller.Kind{"Pod": controller.PodKind{}}
-	lifecycle := &controller.Lifecycle{
+	kinds := controller.NewKinds()
+	kinds.Add(controller.PodKind{}, podScope)
+	reconciler := &controller.MACReconciler{Lifecycle: &controller.Lifecycle{
 		Client:   mgr.GetClient(),
 		Live:     mgr.GetAPIReader(),
 		Recorder: recorder,
 		Kinds:    kinds,
-		Scopes:   map[string]scope.Scope{"Pod": podScope},
 		Grace:    o.ReservationGrace,
-	}
-	if err := (&controller.MACReconciler{Lifecycle: lifecycle}).SetupWithManager(ctx, mgr); err != nil {
+	}}
+	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MAC controller: %w", err)
+	}
+	if err := mgr.Add(&controller.KubeVirtWatcher{
+		Reconciler: reconciler,
+		Mapper:     mgr.GetRESTMapper(),
+		Scope:      vmScope,
+		Interval:   o.KubeVirtPoll,
+		Log:        log.WithName("kubevirt"),
+	}); err != nil {
+		return nil, err
 	}
 
 	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: &kmpwebhook.PodMutator{
@@ -193,6 +216,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		Namespaces: mgr.GetCache(),
 		Scope:      podScope,
 		Log:        log.WithName("pods"),
+	}})
+	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: &kmpwebhook.VMMutator{
+		Pool:       macPool,
+		Namespaces: mgr.GetCache(),
+		Scope:      vmScope,
+		Log:        log.WithName("virtualmachines"),
 	}})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

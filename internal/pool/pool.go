@@ -282,12 +282,15 @@ func (p *Pool) Release(ctx context.Context, m mac.MAC) error {
 	return nil
 }
 
-// sameReservation reports whether holder is an unbound reservation for the
-// same named object, e.g. left by a create that was retried.
+// sameReservation reports whether holder already holds the MAC for the
+// object of the request: a reservation left by a create that was retried,
+// or (on an update, where the object's UID is known) a MAC bound to it.
 func sameReservation(holder *v1alpha1.MACAddress, r Request) bool {
 	h, o := holder.Spec.Owner, r.Owner
-	return !holder.IsBound() && o.Name != "" &&
-		h.Kind == o.Kind && h.Namespace == o.Namespace && h.Name == o.Name
+	if o.Name == "" || h.Kind != o.Kind || h.Namespace != o.Namespace || h.Name != o.Name {
+		return false
+	}
+	return !holder.IsBound() || (o.UID != "" && h.UID == o.UID)
 }
 
 func newMACAddress(m mac.MAC, r Request) *v1alpha1.MACAddress {

@@ -38,7 +38,8 @@ type Env struct {
 
 // Options add to what every Env installs.
 type Options struct {
-	// ExtraCRDDirs are installed along with config/crd/bases.
+	// ExtraCRDDirs are installed along with config/crd/bases; relative
+	// paths are taken from the repository root.
 	ExtraCRDDirs []string
 }
 
@@ -76,9 +77,16 @@ func Start(o Options) (*Env, error) {
 		return nil, err
 	}
 	root := RepoRoot()
+	crdDirs := []string{filepath.Join(root, "config", "crd", "bases")}
+	for _, d := range o.ExtraCRDDirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		crdDirs = append(crdDirs, d)
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: bin,
-		CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, o.ExtraCRDDirs...),
+		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                manager.Scheme(),
 		WebhookInstallOptions: envtest.WebhookInstallOptions{

@@ -25,7 +25,7 @@ var env *testenv.Env
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(testLogger())
 	var err error
-	env, err = testenv.Start(testenv.Options{})
+	env, err = testenv.Start(testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -61,11 +61,14 @@ type running struct {
 }
 
 // testOptions are production defaults with local addresses and short timers.
-func testOptions(t testing.TB) manager.Options {
+func testOptions(t testing.TB) manager.Options { return optionsFor(t, env) }
+
+// optionsFor is testOptions for a given control plane.
+func optionsFor(t testing.TB, e *testenv.Env) manager.Options {
 	o := manager.Defaults()
-	o.WebhookHost = env.WebhookHost
-	o.WebhookPort = env.WebhookPort
-	o.CertDir = env.CertDir
+	o.WebhookHost = e.WebhookHost
+	o.WebhookPort = e.WebhookPort
+	o.CertDir = e.CertDir
 	o.MetricsAddr = "0"
 	port, err := testenv.FreePort()
 	if err != nil {
@@ -78,6 +81,7 @@ func testOptions(t testing.TB) manager.Options {
 	o.RenewDeadline = 2 * time.Second
 	o.RetryPeriod = 500 * time.Millisecond
 	o.MultipleInProcess = true
+	o.KubeVirtPoll = 500 * time.Millisecond
 	return o
 }
 
@@ -85,8 +89,14 @@ func testOptions(t testing.TB) manager.Options {
 // waits until its readiness probe passes.
 func startManager(t testing.TB, o manager.Options) *running {
 	t.Helper()
+	return startManagerOn(t, env, o)
+}
+
+// startManagerOn is startManager against a given control plane.
+func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, env.Config, o)
+	mgr, err := manager.New(ctx, e.Config, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("creating manager: %v", err)

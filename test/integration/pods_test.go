@@ -121,7 +121,7 @@ func TestPodExplicitMAC(t *testing.T) {
 
 	// Two networks of one pod asking for one MAC.
 	err = env.Client.Create(context.Background(), pod(ns, "twice", `[{"name":"a","mac":"02:aa:00:00:00:01"},{"name":"b","mac":"02:AA:00:00:00:01"}]`))
-	g.Expect(err).To(MatchError(ContainSubstring("asked for by two networks of the same pod")))
+	g.Expect(err).To(MatchError(ContainSubstring("asked for by two interfaces of the same Pod")))
 	g.Expect(macAddress(g, mustMAC("02:aa:00:00:00:01"))).To(BeNil(), "a refused pod holds nothing")
 }
 
@@ -300,16 +300,28 @@ func reservationsFor(g Gomega, namespace, name string) []v1alpha1.MACAddress {
 // denyLabelled installs a ValidatingAdmissionPolicy refusing pods with label.
 func denyLabelled(t testing.TB, label string) {
 	t.Helper()
+	deny(t, label, "", "pods", admissionregistrationv1.Create, func() error {
+		probe := pod("default", "policy-probe", "")
+		probe.Labels = map[string]string{label: "true"}
+		return env.Client.Create(context.Background(), probe, client.DryRunAll)
+	})
+}
+
+// deny installs a ValidatingAdmissionPolicy, which runs after mutating
+// webhooks, refusing op on resource for objects with label, and waits until
+// probe is refused by it.
+func deny(t testing.TB, label, group, resource string, op admissionregistrationv1.OperationType, probe func() error) {
+	t.Helper()
 	ctx := context.Background()
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label + "-" + resource},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			MatchConstraints: &admissionregistrationv1.MatchResources{
 				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+						Operations: []admissionregistrationv1.OperationType{op},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: []string{resource}},
 					},
 				}},
 			},
@@ -320,7 +332,7 @@ func denyLabelled(t testing.TB, label string) {
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
+		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label + "-" + resource},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName:        policy.Name,
 			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
@@ -335,10 +347,6 @@ func denyLabelled(t testing.TB, label string) {
 		_ = env.Client.Delete(ctx, binding)
 		_ = env.Client.Delete(ctx, policy)
 	})
-	// Policies take effect asynchronously: wait until a labelled dry run is refused.
-	NewWithT(t).Eventually(func() error {
-		probe := pod("default", "policy-probe", "")
-		probe.Labels = map[string]string{label: "true"}
-		return env.Client.Create(ctx, probe, client.DryRunAll)
-	}).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
+	// Policies take effect asynchronously: wait until the probe is refused.
+	NewWithT(t).Eventually(probe).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
 }

@@ -1,0 +1,82 @@
+// Package kubevirt knows which interfaces of a KubeVirt VM get MACs from
+// kubemacpool, shared by the webhook that writes them and the controller
+// that tracks them.
+package kubevirt
+
+import (
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// Group is KubeVirt's API group.
+const Group = "kubevirt.io"
+
+// Managed is one interface kubemacpool gives a MAC to.
+type Managed struct {
+	// Index of the interface in domain.devices.interfaces.
+	Index int
+	// Interface is the interface's name.
+	Interface string
+	// Network is the Multus network name ("ns/name" or "name"), or "pod".
+	Network string
+	// MAC is what the interface carries now ("" when none).
+	MAC string
+}
+
+// ManagedInterfaces lists the interfaces of spec that get MACs:
+//   - every interface on a Multus network, whatever its binding: the MAC is
+//     seen on a shared L2 segment, where it must be unique;
+//   - the pod network bound with masquerade: the guest's MAC sits behind
+//     NAT, but it survives restarts only if it is written into the spec.
+//
+// Other interfaces on the pod network (bridge, passt, slirp, binding
+// plugins) take the MAC of the pod's interface, which the pod network's own
+// IPAM owns; writing one there would fight it.
+func ManagedInterfaces(spec *kubevirtv1.VirtualMachineInstanceSpec) []Managed {
+	if spec == nil {
+		return nil
+	}
+	networks := map[string]kubevirtv1.Network{}
+	for _, n := range spec.Networks {
+		networks[n.Name] = n
+	}
+	var out []Managed
+	for i, iface := range spec.Domain.Devices.Interfaces {
+		n, ok := networks[iface.Name]
+		if !ok {
+			continue // KubeVirt refuses such a VM; nothing for us to do
+		}
+		switch {
+		case n.Multus != nil:
+			out = append(out, Managed{Index: i, Interface: iface.Name, Network: n.Multus.NetworkName, MAC: iface.MacAddress})
+		case n.Pod != nil && iface.Masquerade != nil:
+			out = append(out, Managed{Index: i, Interface: iface.Name, Network: "pod", MAC: iface.MacAddress})
+		}
+	}
+	return out
+}
+
+// VMSpec returns the instance spec of a VM's template, or nil.
+func VMSpec(vm *kubevirtv1.VirtualMachine) *kubevirtv1.VirtualMachineInstanceSpec {
+	if vm.Spec.Template == nil {
+		return nil
+	}
+	return &vm.Spec.Template.Spec
+}
+
+// OwnedByVM reports whether a VMI was created by a VirtualMachine; its MACs
+// then come from (and are held for) the VM.
+func OwnedByVM(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	for _, ref := range vmi.OwnerReferences {
+		if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// IsVirtLauncher reports whether pod labels mark a virt-launcher pod, the
+// pod KubeVirt runs a VM in. It carries the VM's MACs, which the VM holds:
+// the pod webhook must not add MACs to it, nor count it as a holder.
+func IsVirtLauncher(labels map[string]string) bool {
+	return labels["kubevirt.io"] == "virt-launcher"
+}

@@ -1,0 +1,157 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
+)
+
+// slot is one interface of an object that needs a MAC.
+type slot struct {
+	Network   string
+	Interface string
+	// Requested is the MAC the user wrote ("" to get one from the pool).
+	Requested string
+	// Held marks a requested MAC this object already holds (an update
+	// keeping its MACs): nothing is reserved again.
+	Held bool
+}
+
+// assigner reserves MACs for the slots of one admission request.
+type assigner struct {
+	pool   *pool.Pool
+	log    logr.Logger
+	owner  v1alpha1.Owner
+	dryRun bool
+	// what this request reserved (or picked, in a dry run), to give back
+	// if the request is refused after all
+	taken []mac.MAC
+}
+
+// assign returns a MAC for every slot: the requested one, reserved, or a
+// free one from the pool. On any refusal what was reserved is released.
+func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) {
+	out := make([]mac.MAC, len(slots))
+	seen := map[mac.MAC]bool{}
+	// Requested MACs first, so a refused one costs no pool allocation.
+	for i, s := range slots {
+		if s.Requested == "" {
+			continue
+		}
+		m, err := mac.Parse(s.Requested)
+		if err != nil {
+			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: %v", s.describe(), err)})
+		}
+		if m.IsMulticast() {
+			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: MAC address %s is a multicast address (lowest bit of the first octet set) and cannot be given to an interface; choose a unicast MAC", s.describe(), m)})
+		}
+		if seen[m] {
+			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("MAC address %s is asked for by two interfaces of the same %s; every interface needs its own MAC", m, a.owner.Kind)})
+		}
+		seen[m] = true
+		out[i] = m
+		if s.Held {
+			continue
+		}
+		if err := a.pool.Claim(ctx, m, a.request(s)); err != nil {
+			return nil, a.fail(ctx, err)
+		}
+		a.taken = append(a.taken, m)
+	}
+	for i, s := range slots {
+		if s.Requested != "" {
+			continue
+		}
+		m, err := a.pool.Allocate(ctx, a.request(s))
+		if err != nil {
+			return nil, a.fail(ctx, err)
+		}
+		a.taken = append(a.taken, m)
+		out[i] = m
+	}
+	return out, nil
+}
+
+func (a *assigner) request(s slot) pool.Request {
+	return pool.Request{Owner: a.owner, Network: s.Network, Interface: s.Interface, DryRun: a.dryRun}
+}
+
+func (s slot) describe() string {
+	if s.Interface != "" {
+		return fmt.Sprintf("interface %s (network %s)", s.Interface, s.Network)
+	}
+	return "network " + s.Network
+}
+
+func (a *assigner) fail(ctx context.Context, err error) error {
+	a.release(ctx)
+	return err
+}
+
+// release gives back what the request took: reservations are deleted,
+// dry-run picks only unmarked in memory. A failed delete is logged and left
+// to the reservation expiry, which exists for exactly this.
+func (a *assigner) release(ctx context.Context) {
+	for _, m := range a.taken {
+		if a.dryRun {
+			a.pool.Unmark(m)
+			continue
+		}
+		if err := a.pool.Release(ctx, m); err != nil {
+			a.log.Error(err, "releasing a reservation of a refused request; it expires after the grace period", "mac", m.String())
+		}
+	}
+	a.taken = nil
+}
+
+// done ends a request that succeeded: a dry run's picks are unmarked, real
+// reservations stay.
+func (a *assigner) done() {
+	if a.dryRun {
+		for _, m := range a.taken {
+			a.pool.Unmark(m)
+		}
+	}
+	a.taken = nil
+}
+
+// invalidError is a refusal caused by what the user wrote.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+// refusal turns an assignment error into the answer the user sees.
+func refusal(err error) admission.Response {
+	var held *pool.HeldError
+	var exhausted *pool.ExhaustedError
+	var invalid *invalidError
+	switch {
+	case errors.As(err, &held), errors.As(err, &exhausted), errors.As(err, &invalid):
+		return admission.Denied("kubemacpool: " + err.Error())
+	case errors.Is(err, pool.ErrNotReady):
+		return admission.Errored(http.StatusServiceUnavailable, err)
+	default:
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("kubemacpool: %w", err))
+	}
+}
+
+func ownerName(o v1alpha1.Owner) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return o.GenerateName + "*"
+}
+
+// escapePointer escapes a map key for use in a JSON pointer (RFC 6901).
+func escapePointer(key string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
+}
