@@ -6,7 +6,8 @@ export GOFLAGS ?= -buildvcs=false
 BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
-.PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean
+.PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean \
+	run cluster-up cluster-sync cluster-down local
 
 all: build
 
@@ -17,6 +18,36 @@ build:
 # a cache outside the clone (about 10 minutes the first time, then instant).
 control-plane:
 	@bash hack/control-plane.sh >/dev/null
+
+# Runs kubemacpool for real on a local control plane (no Docker, no cluster
+# needed), applies the seed's example and prints the MAC samplepod got.
+# Ctrl-C stops it and removes everything.
+run: build control-plane local
+	@$(BIN)/local -samples
+
+local:
+	$(GO) build -o $(BIN)/local ./hack/local
+
+# The seed's developer workflow on the same local control plane, in the
+# background: cluster-up starts it, cluster-sync rebuilds kubemacpool and
+# restarts it there, cluster-down stops it. ./cluster/kubectl.sh talks to it.
+cluster-up: build control-plane local
+	@if [ -f .cluster/pid ] && kill -0 $$(cat .cluster/pid) 2>/dev/null; then echo "already up: ./cluster/kubectl.sh"; exit 0; fi; \
+	mkdir -p .cluster; nohup $(BIN)/local > .cluster.log 2>&1 & \
+	for i in $$(seq 1 120); do \
+	  if grep -q "press Ctrl-C" .cluster.log 2>/dev/null; then cat .cluster.log; exit 0; fi; \
+	  if ! kill -0 $$! 2>/dev/null; then cat .cluster.log; exit 1; fi; sleep 1; \
+	done; echo "cluster did not come up in 120s; see .cluster.log"; exit 1
+
+cluster-sync: build
+	@test -f .cluster/pid || { echo "no local cluster: make cluster-up"; exit 1; }
+	kill -HUP $$(cat .cluster/pid)
+	@for i in $$(seq 1 60); do grep -q "restarting kubemacpool" .cluster.log && tail -n 2 .cluster.log | grep -q "ready" && exit 0; sleep 1; done; tail .cluster.log
+
+cluster-down:
+	@test -f .cluster/pid || { echo "no local cluster is running"; exit 0; }
+	kill $$(cat .cluster/pid); \
+	for i in $$(seq 1 60); do [ -f .cluster/pid ] || exit 0; sleep 1; done
 
 # Unit and integration tests. Integration tests start a real kube-apiserver
 # and etcd per test package, which call our webhook over TLS.

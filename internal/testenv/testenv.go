@@ -123,6 +123,16 @@ func (e *Env) WebhookAddr() string {
 	return net.JoinHostPort(e.WebhookHost, strconv.Itoa(e.WebhookPort))
 }
 
+// Kubeconfig returns a kubeconfig for a cluster administrator, for kubectl
+// and for running kubemacpool as its own process.
+func (e *Env) Kubeconfig() ([]byte, error) {
+	user, err := e.env.AddUser(envtest.User{Name: "kubemacpool-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
 // Stop shuts the control plane down.
 func (e *Env) Stop() error { return e.env.Stop() }
 

@@ -1,0 +1,227 @@
+// Command local runs kubemacpool for real on this machine without a
+// cluster: a kube-apiserver and etcd built from source, the CRDs of
+// kubemacpool, Multus and KubeVirt, the webhook configuration pointing at a
+// kubemacpool process started from bin/kubemacpool, and (with -samples)
+// the seed's example applied with kubectl. It runs until interrupted and
+// removes what it made. SIGHUP restarts kubemacpool from a rebuilt binary
+// (make cluster-sync).
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
+)
+
+func main() {
+	stateDir := flag.String("state-dir", ".cluster", "directory for the kubeconfig, logs and pid file")
+	samples := flag.Bool("samples", false, "apply the example NetworkAttachmentDefinition, pod and VM, and print the MACs they got")
+	flag.Parse()
+	if err := run(*stateDir, *samples); err != nil {
+		fmt.Fprintln(os.Stderr, "local:", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) { fmt.Printf(">> "+format+"\n", args...) }
+
+func run(stateDir string, samples bool) error {
+	root := testenv.RepoRoot()
+	if !filepath.IsAbs(stateDir) {
+		stateDir = filepath.Join(root, stateDir)
+	}
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	pidFile := filepath.Join(stateDir, "pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+
+	say("starting kube-apiserver and etcd")
+	env, err := testenv.Start(testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping the control plane")
+		_ = env.Stop()
+	}()
+	kubeconfig := filepath.Join(stateDir, "kubeconfig")
+	data, err := env.Kubeconfig()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubemacpool-system"}}); err != nil {
+		return err
+	}
+	kubectl := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		cmd := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String(), nil
+	}
+	if _, err := kubectl("apply", "-f", filepath.Join(root, "config/manager/range-configmap.yaml")); err != nil {
+		return err
+	}
+
+	probePort, err := testenv.FreePort()
+	if err != nil {
+		return err
+	}
+	kmp := &process{
+		binary:    filepath.Join(root, "bin", "kubemacpool"),
+		log:       filepath.Join(stateDir, "kubemacpool.log"),
+		probePort: probePort,
+		args: []string{
+			"--kubeconfig", kubeconfig,
+			"--namespace", "kubemacpool-system",
+			"--webhook-host", env.WebhookHost,
+			"--webhook-port", strconv.Itoa(env.WebhookPort),
+			"--cert-dir", env.CertDir,
+			"--metrics-bind-address", "0",
+			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
+			"--kubevirt-poll-interval", "2s",
+		},
+	}
+	if err := kmp.start(); err != nil {
+		return err
+	}
+	defer kmp.stop()
+
+	if samples {
+		if err := applySamples(root, kubectl); err != nil {
+			return err
+		}
+	}
+	fmt.Println()
+	say("kubemacpool is running; its log is %s", kmp.log)
+	say("use the cluster with:   export KUBECONFIG=%s", kubeconfig)
+	say("or:                     ./cluster/kubectl.sh get macaddresses")
+	say("press Ctrl-C to stop; everything is removed on exit")
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	for sig := range signals {
+		if sig != syscall.SIGHUP {
+			return nil
+		}
+		say("restarting kubemacpool from %s", kmp.binary)
+		kmp.stop()
+		if err := kmp.start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applySamples(root string, kubectl func(...string) (string, error)) error {
+	for _, f := range []string{"network-attachment-definition.yaml", "pod.yaml", "virtualmachine.yaml"} {
+		if _, err := kubectl("apply", "-f", filepath.Join(root, "config/samples", f)); err != nil {
+			return err
+		}
+	}
+	networks, err := kubectl("get", "pod", "samplepod", "-o", `jsonpath={.metadata.annotations.k8s\.v1\.cni\.cncf\.io/networks}`)
+	if err != nil {
+		return err
+	}
+	vmMACs, err := kubectl("get", "vm", "samplevm", "-o", `jsonpath={range .spec.template.spec.domain.devices.interfaces[*]}{.name}={.macAddress} {end}`)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	say("samplepod got its MAC:  k8s.v1.cni.cncf.io/networks: %s", networks)
+	say("samplevm got its MACs:  %s", strings.TrimSpace(vmMACs))
+	// Each MAC is reserved at admission and bound once the object is seen
+	// stored; show them bound.
+	if _, err := kubectl("wait", "macaddresses", "--all", "--for=jsonpath={.status.phase}=Bound", "--timeout=30s"); err != nil {
+		return err
+	}
+	held, err := kubectl("get", "macaddresses")
+	if err != nil {
+		return err
+	}
+	fmt.Print(held)
+	return nil
+}
+
+// process is kubemacpool running as its own process, as in a cluster.
+type process struct {
+	binary    string
+	args      []string
+	log       string
+	probePort int
+
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+func (p *process) start() error {
+	logFile, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	p.cmd = exec.Command(p.binary, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s (run make build first): %w", p.binary, err)
+	}
+	exited := make(chan error, 1)
+	p.exited = exited
+	go func() { exited <- p.cmd.Wait(); close(exited); logFile.Close() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.probePort))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				say("kubemacpool is ready (pid %d)", p.cmd.Process.Pid)
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("kubemacpool exited before it was ready (%v); see %s", err, p.log)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return errors.New("kubemacpool not ready after 60s; see " + p.log)
+}
+
+func (p *process) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	p.cmd = nil
+}
