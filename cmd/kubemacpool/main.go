@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -21,6 +22,7 @@ func main() {
 		o.Namespace = ns
 	}
 	podMode, vmMode := string(o.PodNamespaces), string(o.VMNamespaces)
+	certHosts := strings.Join(o.CertHosts, ",")
 	var qps float64
 	var burst int
 
@@ -36,6 +38,11 @@ func main() {
 	flag.StringVar(&podMode, "pod-namespaces", podMode, "which namespaces get pod MACs: opt-out (all but those labelled "+scope.PodsLabel+"=ignore) or opt-in (only those labelled "+scope.PodsLabel+"=allocate)")
 	flag.StringVar(&vmMode, "vm-namespaces", vmMode, "which namespaces get VirtualMachine MACs: opt-out (all but those labelled "+scope.VirtualMachinesLabel+"=ignore) or opt-in (only those labelled "+scope.VirtualMachinesLabel+"=allocate)")
 	flag.DurationVar(&o.KubeVirtPoll, "kubevirt-poll-interval", o.KubeVirtPoll, "how often to look for the KubeVirt CRDs while they are not installed")
+	flag.StringVar(&o.CertMode, "cert-mode", o.CertMode, "self: keep a CA and serving certificate in --cert-secret and publish the CA in --webhook-configuration; files: serve tls.crt/tls.key from --cert-dir (e.g. from cert-manager)")
+	flag.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret (in --namespace) holding the webhook CA and serving certificate, with --cert-mode=self")
+	flag.StringVar(&o.WebhookConfig, "webhook-configuration", o.WebhookConfig, "MutatingWebhookConfiguration whose caBundle kubemacpool keeps, with --cert-mode=self")
+	flag.StringVar(&certHosts, "cert-hosts", certHosts, "comma-separated DNS names or IPs the serving certificate is valid for, with --cert-mode=self")
+	flag.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "after SIGTERM, keep serving while not ready for this long, so the Service stops routing here first")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "requests per second to the API server; every MAC handed out is one create")
 	flag.IntVar(&burst, "kube-api-burst", 400, "burst of requests to the API server")
 	zapOpts := zap.Options{}
@@ -58,12 +65,13 @@ func main() {
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	ctx := ctrl.SetupSignalHandler()
-	mgr, err := manager.New(ctx, cfg, o)
+	o.CertHosts = strings.Split(certHosts, ",")
+	kmp, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		fail(err)
 	}
-	log.Info("starting kubemacpool", "namespace", o.Namespace, "podNamespaces", o.PodNamespaces)
-	if err := mgr.Start(ctx); err != nil {
+	log.Info("starting kubemacpool", "namespace", o.Namespace, "podNamespaces", o.PodNamespaces, "vmNamespaces", o.VMNamespaces, "certMode", o.CertMode)
+	if err := kmp.Run(ctx); err != nil {
 		fail(err)
 	}
 }

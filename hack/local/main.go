@@ -103,6 +103,8 @@ func run(stateDir string, samples bool) error {
 			"--webhook-host", env.WebhookHost,
 			"--webhook-port", strconv.Itoa(env.WebhookPort),
 			"--cert-dir", env.CertDir,
+			"--cert-mode", "files",
+			"--shutdown-delay", "0s",
 			"--metrics-bind-address", "0",
 			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
 			"--kubevirt-poll-interval", "2s",

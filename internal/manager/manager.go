@@ -6,12 +6,16 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -26,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -65,6 +70,24 @@ type Options struct {
 	// until they are installed.
 	KubeVirtPoll time.Duration
 
+	// CertMode is "self" (kubemacpool keeps its own CA and serving
+	// certificate in CertSecret and publishes the CA in the webhook
+	// configuration) or "files" (serve tls.crt/tls.key from CertDir, kept by
+	// someone else, e.g. cert-manager).
+	CertMode        string
+	CertSecret      string
+	WebhookConfig   string
+	CertHosts       []string
+	CALifetime      time.Duration
+	ServingLifetime time.Duration
+	CAOverlap       time.Duration
+	CertCheck       time.Duration
+
+	// ShutdownDelay is how long a replica keeps serving after SIGTERM while
+	// reporting not ready, so the Service stops sending it requests before
+	// it stops listening.
+	ShutdownDelay time.Duration
+
 	// MultipleInProcess lets several managers run in one process (tests that
 	// run two replicas side by side); controller names are then not unique.
 	MultipleInProcess bool
@@ -88,8 +111,23 @@ func Defaults() Options {
 		PodNamespaces:    scope.OptOut,
 		VMNamespaces:     scope.OptOut,
 		KubeVirtPoll:     30 * time.Second,
+		CertMode:         CertModeSelf,
+		CertSecret:       "kubemacpool-webhook-certs",
+		WebhookConfig:    "kubemacpool-mutator",
+		CertHosts:        []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"},
+		CALifetime:       5 * 365 * 24 * time.Hour,
+		ServingLifetime:  365 * 24 * time.Hour,
+		CAOverlap:        10 * time.Minute,
+		CertCheck:        time.Hour,
+		ShutdownDelay:    5 * time.Second,
 	}
 }
+
+// Certificate modes.
+const (
+	CertModeSelf  = "self"
+	CertModeFiles = "files"
+)
 
 // Validate refuses settings that cannot work, saying which.
 func (o Options) Validate() error {
@@ -107,6 +145,15 @@ func (o Options) Validate() error {
 		if _, err := scope.ParseMode(string(m)); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	switch o.CertMode {
+	case CertModeSelf:
+		if o.CertSecret == "" || o.WebhookConfig == "" || len(o.CertHosts) == 0 {
+			errs = append(errs, errors.New("cert mode self needs a Secret name, a webhook configuration name and at least one host"))
+		}
+	case CertModeFiles:
+	default:
+		errs = append(errs, fmt.Errorf("cert mode %q is not valid: use %q or %q", o.CertMode, CertModeSelf, CertModeFiles))
 	}
 	if o.KubeVirtPoll <= 0 {
 		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))
@@ -129,12 +176,26 @@ func must(err error) {
 	}
 }
 
-// New builds a manager with everything registered; Start runs it.
-func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, error) {
+// Instance is one kubemacpool replica, ready to Run.
+type Instance struct {
+	Manager  manager.Manager
+	opts     Options
+	draining atomic.Bool
+}
+
+// New builds a replica with everything registered; Run runs it.
+func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	inst := &Instance{opts: o}
 	repair := o.RepairInterval
+	var certProvider *certs.Provider
+	var tlsOpts []func(*tls.Config)
+	if o.CertMode == CertModeSelf {
+		certProvider = &certs.Provider{Namespace: o.Namespace, Name: o.CertSecret}
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = certProvider.GetCertificate })
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: Scheme(),
 		Cache: cache.Options{
@@ -142,13 +203,18 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 			SyncPeriod: &repair,
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 				&corev1.Pod{}:       {Transform: slimPod},
+				&admissionregistrationv1.MutatingWebhookConfiguration{}: {
+					Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfig),
+				},
 			},
 		},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,
 			Port:    o.WebhookPort,
 			CertDir: o.CertDir,
+			TLSOpts: tlsOpts,
 		}),
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:        o.ProbeAddr,
@@ -172,7 +238,20 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 		return nil, fmt.Errorf("watching namespaces: %w", err)
 	}
 
+	inst.Manager = mgr
 	log := mgr.GetLogger()
+	if certProvider != nil {
+		certProvider.Reader = mgr.GetCache()
+		if err := mgr.Add(&certs.Authority{
+			Settings: certs.Settings{
+				Namespace: o.Namespace, SecretName: o.CertSecret, WebhookConfig: o.WebhookConfig, Hosts: o.CertHosts,
+				CALifetime: o.CALifetime, ServingLifetime: o.ServingLifetime, Overlap: o.CAOverlap, Check: o.CertCheck,
+			},
+			Client: mgr.GetClient(), Live: mgr.GetAPIReader(), Cache: mgr.GetCache(), Log: log.WithName("certs"),
+		}); err != nil {
+			return nil, err
+		}
+	}
 	recorder := mgr.GetEventRecorder("kubemacpool")
 	macPool := pool.New(mgr.GetClient(), mgr.GetAPIReader())
 	podScope := scope.New(scope.PodsLabel, o.PodNamespaces, o.Namespace)
@@ -232,16 +311,43 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (manager.Manager, err
 	webhookStarted := mgr.GetWebhookServer().StartedChecker()
 	if err := mgr.AddReadyzCheck("allocator", func(req *http.Request) error {
 		switch {
+		case inst.draining.Load():
+			return errors.New("shutting down")
 		case !macPool.Ready():
 			return errors.New("MAC range not loaded yet")
 		case !poolSync.Synced():
 			return errors.New("MACAddress index not synced yet")
 		}
+		if certProvider != nil {
+			if err := certProvider.Ready(); err != nil {
+				return err
+			}
+		}
 		return webhookStarted(req)
 	}); err != nil {
 		return nil, err
 	}
-	return mgr, nil
+	return inst, nil
+}
+
+// Run serves until ctx ends, then drains: the replica reports not ready but
+// keeps serving for ShutdownDelay, so endpoints stop routing to it first,
+// then stops, finishing admissions in flight.
+func (i *Instance) Run(ctx context.Context) error {
+	mgrCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-mgrCtx.Done():
+			return
+		}
+		i.draining.Store(true)
+		i.Manager.GetLogger().Info("shutting down: not ready, still serving", "delay", i.opts.ShutdownDelay.String())
+		time.Sleep(i.opts.ShutdownDelay)
+		stop()
+	}()
+	return i.Manager.Start(mgrCtx)
 }
 
 // slimPod keeps only what kubemacpool reads of a pod, so the cache stays

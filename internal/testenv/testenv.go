@@ -41,6 +41,9 @@ type Options struct {
 	// ExtraCRDDirs are installed along with config/crd/bases; relative
 	// paths are taken from the repository root.
 	ExtraCRDDirs []string
+	// WithoutWebhooks leaves the webhook configuration out, for tests that
+	// install kubemacpool's manifests themselves.
+	WithoutWebhooks bool
 }
 
 // RepoRoot finds the repository root from this source file.
@@ -93,6 +96,9 @@ func Start(o Options) (*Env, error) {
 			Paths:            []string{filepath.Join(root, "config", "webhook")},
 			LocalServingHost: "127.0.0.1",
 		},
+	}
+	if o.WithoutWebhooks {
+		env.WebhookInstallOptions.Paths = nil
 	}
 	cfg, err := env.Start()
 	if err != nil {

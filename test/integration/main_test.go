@@ -82,6 +82,10 @@ func optionsFor(t testing.TB, e *testenv.Env) manager.Options {
 	o.RetryPeriod = 500 * time.Millisecond
 	o.MultipleInProcess = true
 	o.KubeVirtPoll = 500 * time.Millisecond
+	// The API server trusts envtest's certificate for this webhook; the
+	// certificate tests run kubemacpool's own CA against a separate one.
+	o.CertMode = manager.CertModeFiles
+	o.ShutdownDelay = 0
 	return o
 }
 
@@ -96,13 +100,13 @@ func startManager(t testing.TB, o manager.Options) *running {
 func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, e.Config, o)
+	kmp, err := manager.New(ctx, e.Config, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("creating manager: %v", err)
 	}
 	r := &running{cancel: cancel, done: make(chan error, 1), opts: o}
-	go func() { r.done <- mgr.Start(ctx) }()
+	go func() { r.done <- kmp.Run(ctx) }()
 	t.Cleanup(r.Stop)
 
 	deadline := time.Now().Add(60 * time.Second)
