@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
 .PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean \
-	run cluster-up cluster-sync cluster-down local
+	run cluster-up cluster-sync cluster-down local release image
 
 all: build
 
@@ -60,6 +60,15 @@ unit:
 
 integration: control-plane
 	$(GO) test -count=1 -timeout 30m ./test/...
+
+# Renders the production manifests into one file (a test keeps it current).
+release:
+	kubectl kustomize config/default > config/release/kubemacpool.yaml
+
+# An OCI image archive of kubemacpool, built without a Docker daemon.
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/kubemacpool-static ./cmd/kubemacpool
+	$(GO) run ./hack/image -binary $(BIN)/kubemacpool-static -out $(BIN)/kubemacpool-image.tar -tag kubemacpool:latest
 
 # Regenerates deepcopy code and CRD manifests from api/.
 generate:

@@ -1,0 +1,69 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
+)
+
+// kustomize renders a kustomization with the real kubectl.
+func kustomize(t testing.TB, dir string) string {
+	t.Helper()
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join(env.Root, dir)).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	return string(out)
+}
+
+// The rendered release manifest is what config/default renders now, and
+// every overlay renders.
+func TestReleaseManifestCurrent(t *testing.T) {
+	g := NewWithT(t)
+	committed, err := os.ReadFile(filepath.Join(env.Root, "config/release/kubemacpool.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(committed)).To(Equal(kustomize(t, "config/default")),
+		"config/release/kubemacpool.yaml is stale: run make release")
+	optIn := kustomize(t, "config/opt-in")
+	g.Expect(optIn).To(ContainSubstring("--pod-namespaces=opt-in"))
+	g.Expect(optIn).To(ContainSubstring("- allocate"))
+	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
+}
+
+// The release manifest is accepted whole by a real API server.
+func TestReleaseManifestApplies(t *testing.T) {
+	g := NewWithT(t)
+	e, err := testenv.Start(testenv.Options{WithoutWebhooks: true})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = e.Stop() })
+	kubeconfig, err := e.Kubeconfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+
+	cmd := exec.Command("kubectl", "--kubeconfig", path, "apply", "-f", filepath.Join(env.Root, "config/release/kubemacpool.yaml"))
+	out, err := cmd.CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "kubectl apply: %s", out)
+	for _, want := range []string{
+		"namespace/kubemacpool-system", "customresourcedefinition.apiextensions.k8s.io/macaddresses.kubemacpool.io",
+		"serviceaccount/kubemacpool", "clusterrole.rbac.authorization.k8s.io/kubemacpool", "role.rbac.authorization.k8s.io/kubemacpool",
+		"configmap/kubemacpool-mac-range-config", "service/kubemacpool-service", "deployment.apps/kubemacpool-mac-controller-manager",
+		"poddisruptionbudget.policy/kubemacpool", "mutatingwebhookconfiguration.admissionregistration.k8s.io/kubemacpool-mutator",
+	} {
+		g.Expect(string(out)).To(ContainSubstring(want))
+	}
+	g.Expect(strings.Count(string(out), "created")).To(BeNumerically(">=", 12))
+
+	d := &appsv1.Deployment{}
+	g.Expect(e.Client.Get(context.Background(), client.ObjectKey{Namespace: "kubemacpool-system", Name: "kubemacpool-mac-controller-manager"}, d)).To(Succeed())
+	g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
+}
