@@ -34,7 +34,7 @@ func TestTwoReplicasConcurrentCreates(t *testing.T) {
 		startManager(t, o)
 		backends = append(backends, net.JoinHostPort(o.WebhookHost, strconv.Itoa(port)))
 	}
-	proxy := startRoundRobin(t, env.WebhookAddr(), backends...)
+	proxy := startRoundRobin(t, env.WebhookAddr(), nil, backends...)
 	ns := newNamespace(t, nil)
 	small := mac.Range{Start: mustMAC("02:80:00:00:00:00"), End: mustMAC("02:80:00:00:03:ff")}
 

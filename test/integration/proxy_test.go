@@ -19,16 +19,21 @@ type roundRobin struct {
 
 	mu   sync.Mutex
 	open map[net.Conn]bool
+
+	// readiness, when set, says whether backend i may take new
+	// connections, as a Service only routes to ready endpoints.
+	readiness func(i int) bool
 }
 
-// startRoundRobin listens on addr and forwards to backends until the test ends.
-func startRoundRobin(t testing.TB, addr string, backends ...string) *roundRobin {
+// startRoundRobin listens on addr and forwards to backends until the test
+// ends. ready, when not nil, says whether backend i takes new connections.
+func startRoundRobin(t testing.TB, addr string, ready func(i int) bool, backends ...string) *roundRobin {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("proxy listening on %s: %v", addr, err)
 	}
-	p := &roundRobin{listener: l, backends: backends, served: make([]atomic.Int64, len(backends)), open: map[net.Conn]bool{}}
+	p := &roundRobin{listener: l, backends: backends, served: make([]atomic.Int64, len(backends)), open: map[net.Conn]bool{}, readiness: ready}
 	go p.serve()
 	t.Cleanup(func() {
 		l.Close()
@@ -50,7 +55,7 @@ func (p *roundRobin) serve() {
 		if err != nil {
 			return
 		}
-		i := int(p.next.Add(1) % uint64(len(p.backends)))
+		i := p.pick()
 		p.conns.Add(1)
 		go func() {
 			defer p.conns.Done()
@@ -79,4 +84,20 @@ func (p *roundRobin) track(c net.Conn, open bool) {
 	} else {
 		delete(p.open, c)
 	}
+}
+
+// pick returns the next backend in turn, skipping unready ones when
+// readiness is known (all unready: plain round robin).
+func (p *roundRobin) pick() int {
+	n := uint64(len(p.backends))
+	start := p.next.Add(1)
+	if p.readiness == nil {
+		return int(start % n)
+	}
+	for k := uint64(0); k < n; k++ {
+		if i := int((start + k) % n); p.readiness(i) {
+			return i
+		}
+	}
+	return int(start % n)
 }

@@ -1,0 +1,221 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
+)
+
+var (
+	buildOnce   sync.Once
+	builtBinary string
+	buildErr    error
+)
+
+// kubemacpoolBinary builds cmd/kubemacpool once per test run.
+func kubemacpoolBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kubemacpool-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBinary = filepath.Join(dir, "kubemacpool")
+		out, err := exec.Command("go", "build", "-o", builtBinary, filepath.Join(env.Root, "cmd", "kubemacpool")).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBinary
+}
+
+// replica is kubemacpool running as its own process, as in a Deployment.
+type replica struct {
+	t         testing.TB
+	args      []string
+	webhook   string
+	probeAddr string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+}
+
+func newReplica(t testing.TB, kubeconfig string) *replica {
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{
+		t:         t,
+		webhook:   net.JoinHostPort(env.WebhookHost, strconv.Itoa(port)),
+		probeAddr: fmt.Sprintf("127.0.0.1:%d", probe),
+	}
+	r.args = []string{
+		"--kubeconfig", kubeconfig,
+		"--namespace", managerNamespace,
+		"--webhook-host", env.WebhookHost, "--webhook-port", strconv.Itoa(port),
+		"--cert-mode", "files", "--cert-dir", env.CertDir,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", r.probeAddr,
+		"--reservation-grace", testGrace.String(),
+		"--shutdown-delay", "2s",
+		"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "500ms",
+		"--kubevirt-poll-interval", "1s",
+	}
+	t.Cleanup(func() { r.signal(syscall.SIGKILL); r.wait() })
+	return r
+}
+
+func (r *replica) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(kubemacpoolBinary(r.t), r.args...)
+	logFile, err := os.Create(filepath.Join(r.t.TempDir(), "kubemacpool.log"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func() { _ = r.cmd.Wait(); logFile.Close(); close(r.exited) }()
+	NewWithT(r.t).Eventually(r.ready).WithTimeout(60 * time.Second).WithPolling(100 * time.Millisecond).Should(BeTrue(), "replica not ready; log in %s", logFile.Name())
+}
+
+func (r *replica) ready() bool {
+	resp, err := http.Get("http://" + r.probeAddr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (r *replica) signal(sig syscall.Signal) {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(sig)
+	}
+}
+
+func (r *replica) wait() {
+	if r.exited != nil {
+		<-r.exited
+	}
+}
+
+// load creates pods from a few goroutines until stopped, counting failures.
+type load struct {
+	stop     chan struct{}
+	done     sync.WaitGroup
+	created  atomic.Int64
+	failed   atomic.Int64
+	mu       sync.Mutex
+	failures []error
+}
+
+func startLoad(ns, prefix string, workers int) *load {
+	l := &load{stop: make(chan struct{})}
+	for w := 0; w < workers; w++ {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				p := pod(ns, fmt.Sprintf("%s-%d-%d", prefix, w, i), `[{"name":"a"}]`)
+				if err := env.Client.Create(context.Background(), p); err != nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					l.failures = append(l.failures, err)
+					l.mu.Unlock()
+					continue
+				}
+				l.created.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() {
+	close(l.stop)
+	l.done.Wait()
+}
+
+// Two replicas as separate processes behind a proxy that, like a Service,
+// only sends new connections to ready replicas. SIGTERM of one during a
+// create loop fails no create; SIGKILL of one may fail the creates in
+// flight, but once things settle no MAC is held twice and no reservation is
+// left without an owner.
+func TestReplicasSurviveTermAndKill(t *testing.T) {
+	g := NewWithT(t)
+	kubeconfig, err := env.Kubeconfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:90:00:00:00:00", "END_POOL_RANGE": "02:90:00:00:ff:ff"})
+
+	a, b := newReplica(t, path), newReplica(t, path)
+	a.start()
+	b.start()
+	startRoundRobin(t, env.WebhookAddr(), func(i int) bool { return []*replica{a, b}[i].ready() }, a.webhook, b.webhook)
+	ns := newNamespace(t, nil)
+
+	// Graceful: SIGTERM a during load.
+	l := startLoad(ns, "term", 4)
+	time.Sleep(time.Second)
+	a.signal(syscall.SIGTERM)
+	a.wait()
+	time.Sleep(time.Second)
+	l.finish()
+	g.Expect(l.failures).To(BeEmpty(), "no create may fail while a replica shuts down gracefully")
+	g.Expect(l.created.Load()).To(BeNumerically(">", 10))
+	t.Logf("SIGTERM: %d creates, %d failed", l.created.Load(), l.failed.Load())
+
+	// Crash: SIGKILL b during load, with a back.
+	a.start()
+	l = startLoad(ns, "kill", 4)
+	time.Sleep(time.Second)
+	b.signal(syscall.SIGKILL)
+	b.wait()
+	time.Sleep(time.Second)
+	b.start()
+	time.Sleep(time.Second)
+	l.finish()
+	t.Logf("SIGKILL: %d creates, %d failed", l.created.Load(), l.failed.Load())
+	g.Expect(l.created.Load()).To(BeNumerically(">", 10))
+
+	expectInvariants(t)
+	// Reservations of refused creates expire; nothing stays Reserved.
+	g.Eventually(func(g Gomega) {
+		list := &v1alpha1.MACAddressList{}
+		g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
+		for _, m := range list.Items {
+			g.Expect(m.Status.Phase).To(Equal(v1alpha1.PhaseBound), "MACAddress %s for %v left unbound", m.Name, m.Spec.Owner)
+		}
+	}).WithTimeout(testGrace + 30*time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+}
