@@ -100,7 +100,7 @@ func (r *replica) start() {
 	}
 	r.exited = make(chan struct{})
 	go func() { _ = r.cmd.Wait(); logFile.Close(); close(r.exited) }()
-	NewWithT(r.t).Eventually(r.ready).WithTimeout(60 * time.Second).WithPolling(100 * time.Millisecond).Should(BeTrue(), "replica not ready; log in %s", logFile.Name())
+	NewWithT(r.t).Eventually(r.ready).WithTimeout(60*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "replica not ready; log in %s", logFile.Name())
 }
 
 func (r *replica) ready() bool {
