@@ -18,7 +18,14 @@ build() { # name module-dir package
   fi
   echo ">> building $name from source ($pkg); the first build takes several minutes" >&2
   local start=$SECONDS
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$cache/$name.tmp" "$pkg")
+  # -v names each package as it is compiled: count them so a long first
+  # build shows it is moving.
+  (cd "$dir" && CGO_ENABLED=0 go build -v -trimpath -ldflags='-s -w' -o "$cache/$name.tmp" "$pkg" 2>&1) |
+    awk -v name="$name" '/^#|\.go:[0-9]+|^go: / {print > "/dev/stderr"; next} {n++; if (n % 200 == 0) printf ">> %s: %d packages compiled\n", name, n > "/dev/stderr"}'
+  if [ ! -s "$cache/$name.tmp" ]; then
+    echo ">> building $name failed" >&2
+    exit 1
+  fi
   mv "$cache/$name.tmp" "$cache/$name"
   echo ">> built $name in $((SECONDS - start))s" >&2
 }

@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
 	flag.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory holding the webhook serving certificate (tls.crt, tls.key)")
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the metrics endpoint; 0 disables it")
+	flag.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "serve metrics over HTTPS to token-authenticated, RBAC-authorised scrapers; false serves plain HTTP")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables them")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "run the controllers only on the replica holding the Lease (every replica serves the webhook)")
 	flag.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long a lost leader's Lease blocks the other replicas (controllers only; the webhook never waits)")

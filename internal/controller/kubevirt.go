@@ -62,8 +62,10 @@ type KubeVirtWatcher struct {
 	Reconciler *MACReconciler
 	Mapper     meta.RESTMapper
 	Scope      scope.Scope
-	Interval   time.Duration
-	Log        logr.Logger
+	// Detector, when set, starts watching running VMIs for collisions too.
+	Detector interface{ WatchVMIs(context.Context) error }
+	Interval time.Duration
+	Log      logr.Logger
 }
 
 // Start polls discovery until both KubeVirt kinds are served, then adds them.
@@ -73,6 +75,11 @@ func (w *KubeVirtWatcher) Start(ctx context.Context) error {
 		if w.served() {
 			for _, k := range []Kind{VMKind{}, VMIKind{}} {
 				if err := w.Reconciler.AddKind(ctx, k, w.Scope); err != nil {
+					return err
+				}
+			}
+			if w.Detector != nil {
+				if err := w.Detector.WatchVMIs(ctx); err != nil {
 					return err
 				}
 			}

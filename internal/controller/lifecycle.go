@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 )
 
 // Lifecycle holds what the reconcilers share: clients, the kinds that carry
@@ -82,6 +83,7 @@ func (l *Lifecycle) adopt(ctx context.Context, k Kind, obj client.Object, c Carr
 	if err := l.Client.Create(ctx, m); err != nil {
 		return fmt.Errorf("adopting MAC %s carried by %s %s/%s: %w", c.MAC, k.Kind(), obj.GetNamespace(), obj.GetName(), err)
 	}
+	metrics.Adoptions.Inc()
 	l.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
 		"MAC %s was carried without a reservation; kubemacpool now holds it for this object", c.MAC)
 	return nil

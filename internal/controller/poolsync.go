@@ -27,8 +27,12 @@ type PoolSync struct {
 	Resync time.Duration
 	Log    logr.Logger
 
-	synced atomic.Bool
+	synced  atomic.Bool
+	pending atomic.Int64
 }
+
+// Pending is the number of reservations not bound yet.
+func (s *PoolSync) Pending() int64 { return s.pending.Load() }
 
 // Synced reports whether the index has seen every MACAddress that existed
 // when the replica started: until then candidates are more likely taken.
@@ -44,13 +48,21 @@ func (s *PoolSync) Start(ctx context.Context) error {
 		return err
 	}
 	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.mark(obj, true) },
-		UpdateFunc: func(_, obj any) { s.mark(obj, true) },
+		AddFunc: func(obj any) {
+			s.mark(obj, true)
+			s.count(obj, 1)
+		},
+		UpdateFunc: func(old, obj any) {
+			s.mark(obj, true)
+			s.count(old, -1)
+			s.count(obj, 1)
+		},
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
 			s.mark(obj, false)
+			s.count(obj, -1)
 		},
 	})
 	if err != nil {
@@ -87,6 +99,13 @@ func (s *PoolSync) mark(obj any, held bool) {
 		s.Pool.MarkHeld(address)
 	} else {
 		s.Pool.MarkFree(address)
+	}
+}
+
+// count adds delta to the pending count if obj is an unbound reservation.
+func (s *PoolSync) count(obj any, delta int64) {
+	if m, ok := obj.(*v1alpha1.MACAddress); ok && !m.IsBound() {
+		s.pending.Add(delta)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
@@ -96,7 +98,14 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, r.bind(ctx, holder, k, obj, c)
 		}
 		log.Info("reservation expired unused; releasing", "owner", holder.Spec.Owner, "age", age.Round(time.Second).String())
-		return reconcile.Result{}, r.release(ctx, holder)
+		if err := r.release(ctx, holder); err != nil {
+			return reconcile.Result{}, err
+		}
+		metrics.ExpiredReservations.Inc()
+		r.Recorder.Eventf(holder, nil, corev1.EventTypeWarning, "ReservationExpired", "Release",
+			"MAC %s was reserved for %s %s/%s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
+			address, holder.Spec.Owner.Kind, holder.Spec.Owner.Namespace, ownerName(holder.Spec.Owner), r.Grace)
+		return reconcile.Result{}, nil
 	}
 
 	if owner == nil {
@@ -110,6 +119,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			if err := r.release(ctx, holder); err != nil {
 				return reconcile.Result{}, err
 			}
+			metrics.Releases.Inc()
 			// Another object may carry it too: look again to adopt it.
 			return reconcile.Result{Requeue: len(carriers) > 0}, nil
 		}
@@ -263,4 +273,11 @@ func carriesAny(k Kind) predicate.Funcs {
 			return has(e.ObjectOld) || has(e.ObjectNew)
 		},
 	}
+}
+
+func ownerName(o v1alpha1.Owner) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return o.GenerateName + "*"
 }

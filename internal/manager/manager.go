@@ -15,6 +15,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -26,12 +27,15 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/certs"
+	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
@@ -49,7 +53,10 @@ type Options struct {
 	CertDir     string
 
 	MetricsAddr string // "0" disables
-	ProbeAddr   string // "0" disables
+	// MetricsSecure serves metrics over HTTPS to scrapers authenticated by
+	// a token and authorised by RBAC (get on /metrics).
+	MetricsSecure bool
+	ProbeAddr     string // "0" disables
 
 	LeaderElection   bool
 	LeaderElectionID string
@@ -100,6 +107,7 @@ func Defaults() Options {
 		WebhookPort:      9443,
 		CertDir:          "/tmp/k8s-webhook-server/serving-certs",
 		MetricsAddr:      ":8443",
+		MetricsSecure:    true,
 		ProbeAddr:        ":8081",
 		LeaderElection:   true,
 		LeaderElectionID: "kubemacpool-controllers",
@@ -201,10 +209,13 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Cache: cache.Options{
 			// The periodic resync re-reconciles every MAC: that is the repair loop.
 			SyncPeriod: &repair,
+			// Keep only what kubemacpool reads of pods and VMIs. A default
+			// transform rather than a per-kind one: the VMI kind may not be
+			// served when the cache is built (KubeVirt installed later).
+			DefaultTransform: slim,
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
-				&corev1.Pod{}:       {Transform: slimPod},
 				&admissionregistrationv1.MutatingWebhookConfiguration{}: {
 					Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfig),
 				},
@@ -216,7 +227,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			CertDir: o.CertDir,
 			TLSOpts: tlsOpts,
 		}),
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
@@ -261,7 +272,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	rangeLoader := &controller.RangeLoader{
 		Cache: mgr.GetCache(), Pool: macPool, Namespace: o.Namespace,
 		Recorder: recorder, Log: log.WithName("range"),
+		OnError: metrics.RangeConfigErrors.Inc,
 	}
+	metrics.Register(poolNumbers{pool: macPool, sync: poolSync})
 	for _, r := range []manager.Runnable{poolSync, rangeLoader} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
@@ -280,7 +293,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the MAC controller: %w", err)
 	}
+	detector := &collision.Detector{Cache: mgr.GetCache(), Recorder: recorder, Log: log.WithName("collisions")}
+	if err := mgr.Add(detector); err != nil {
+		return nil, err
+	}
 	if err := mgr.Add(&controller.KubeVirtWatcher{
+		Detector:   detector,
 		Reconciler: reconciler,
 		Mapper:     mgr.GetRESTMapper(),
 		Scope:      vmScope,
@@ -290,18 +308,18 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 
-	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: &kmpwebhook.PodMutator{
+	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.PodMutator{
 		Pool:       macPool,
 		Namespaces: mgr.GetCache(),
 		Scope:      podScope,
 		Log:        log.WithName("pods"),
-	}})
-	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: &kmpwebhook.VMMutator{
+	})})
+	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.VMMutator{
 		Pool:       macPool,
 		Namespaces: mgr.GetCache(),
 		Scope:      vmScope,
 		Log:        log.WithName("virtualmachines"),
-	}})
+	})})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
@@ -350,14 +368,20 @@ func (i *Instance) Run(ctx context.Context) error {
 	return i.Manager.Start(mgrCtx)
 }
 
+func slim(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return slimPod(o), nil
+	case *kubevirtv1.VirtualMachineInstance:
+		return slimVMI(o), nil
+	}
+	return obj, nil
+}
+
 // slimPod keeps only what kubemacpool reads of a pod, so the cache stays
 // small on clusters with many pods: identity, labels, and the Multus
 // annotations.
-func slimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
+func slimPod(pod *corev1.Pod) *corev1.Pod {
 	slim := &corev1.Pod{}
 	slim.Name = pod.Name
 	slim.Namespace = pod.Namespace
@@ -367,8 +391,52 @@ func slimPod(obj any) (any, error) {
 	slim.CreationTimestamp = pod.CreationTimestamp
 	slim.DeletionTimestamp = pod.DeletionTimestamp
 	slim.Labels = pod.Labels
-	if v, ok := pod.Annotations[multus.NetworksAnnotation]; ok {
-		slim.Annotations = map[string]string{multus.NetworksAnnotation: v}
+	for _, key := range []string{multus.NetworksAnnotation, collision.NetworkStatusAnnotation, collision.OldNetworkStatusAnnotation} {
+		if v, ok := pod.Annotations[key]; ok {
+			if slim.Annotations == nil {
+				slim.Annotations = map[string]string{}
+			}
+			slim.Annotations[key] = v
+		}
 	}
-	return slim, nil
+	slim.Status.Phase = pod.Status.Phase
+	return slim
+}
+
+// slimVMI keeps what kubemacpool reads of a VMI: identity, owner, the
+// interfaces and networks of its spec, and the MACs and migration state of
+// its status.
+func slimVMI(vmi *kubevirtv1.VirtualMachineInstance) *kubevirtv1.VirtualMachineInstance {
+	slim := &kubevirtv1.VirtualMachineInstance{}
+	slim.ObjectMeta = metav1.ObjectMeta{
+		Name: vmi.Name, Namespace: vmi.Namespace, GenerateName: vmi.GenerateName, UID: vmi.UID,
+		ResourceVersion: vmi.ResourceVersion, CreationTimestamp: vmi.CreationTimestamp,
+		DeletionTimestamp: vmi.DeletionTimestamp, Labels: vmi.Labels, OwnerReferences: vmi.OwnerReferences,
+	}
+	slim.Spec.Domain.Devices.Interfaces = vmi.Spec.Domain.Devices.Interfaces
+	slim.Spec.Networks = vmi.Spec.Networks
+	slim.Status.Phase = vmi.Status.Phase
+	slim.Status.Interfaces = vmi.Status.Interfaces
+	slim.Status.MigrationState = vmi.Status.MigrationState
+	return slim
+}
+
+// poolNumbers feeds the pool gauges.
+type poolNumbers struct {
+	pool *pool.Pool
+	sync *controller.PoolSync
+}
+
+func (p poolNumbers) PoolNumbers() (size, held, pending float64) {
+	s := p.pool.Stats()
+	return float64(s.Size), float64(s.Held), float64(p.sync.Pending())
+}
+
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 )
 
@@ -35,6 +37,8 @@ type assigner struct {
 	// what this request reserved (or picked, in a dry run), to give back
 	// if the request is refused after all
 	taken []mac.MAC
+	// how each MAC was obtained, counted once the request succeeds
+	outcomes []string
 }
 
 // assign returns a MAC for every slot: the requested one, reserved, or a
@@ -66,6 +70,7 @@ func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) 
 			return nil, a.fail(ctx, err)
 		}
 		a.taken = append(a.taken, m)
+		a.outcomes = append(a.outcomes, metrics.OutcomeUserChosen)
 	}
 	for i, s := range slots {
 		if s.Requested != "" {
@@ -76,6 +81,7 @@ func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) 
 			return nil, a.fail(ctx, err)
 		}
 		a.taken = append(a.taken, m)
+		a.outcomes = append(a.outcomes, metrics.OutcomeAllocated)
 		out[i] = m
 	}
 	return out, nil
@@ -94,7 +100,26 @@ func (s slot) describe() string {
 
 func (a *assigner) fail(ctx context.Context, err error) error {
 	a.release(ctx)
+	if outcome := refusalOutcome(err); outcome != "" && !a.dryRun {
+		metrics.Allocations.WithLabelValues(outcome).Inc()
+	}
 	return err
+}
+
+func refusalOutcome(err error) string {
+	var held *pool.HeldError
+	var exhausted *pool.ExhaustedError
+	var invalid *invalidError
+	switch {
+	case errors.As(err, &held):
+		return metrics.OutcomeRefusedHeld
+	case errors.As(err, &exhausted):
+		return metrics.OutcomeExhausted
+	case errors.As(err, &invalid):
+		return metrics.OutcomeRefusedInvalid
+	default:
+		return "" // the API server or the pool failed: no user outcome
+	}
 }
 
 // release gives back what the request took: reservations are deleted,
@@ -110,18 +135,33 @@ func (a *assigner) release(ctx context.Context) {
 			a.log.Error(err, "releasing a reservation of a refused request; it expires after the grace period", "mac", m.String())
 		}
 	}
-	a.taken = nil
+	a.taken, a.outcomes = nil, nil
 }
 
 // done ends a request that succeeded: a dry run's picks are unmarked, real
-// reservations stay.
+// reservations stay and are counted.
 func (a *assigner) done() {
 	if a.dryRun {
 		for _, m := range a.taken {
 			a.pool.Unmark(m)
 		}
+	} else {
+		for _, o := range a.outcomes {
+			metrics.Allocations.WithLabelValues(o).Inc()
+		}
 	}
-	a.taken = nil
+	a.taken, a.outcomes = nil, nil
+}
+
+// Timed wraps a handler to record its admission latency by resource.
+func Timed(h admission.Handler) admission.Handler {
+	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
+		start := time.Now()
+		defer func() {
+			metrics.AdmissionDuration.WithLabelValues(req.Resource.Resource).Observe(time.Since(start).Seconds())
+		}()
+		return h.Handle(ctx, req)
+	})
 }
 
 // invalidError is a refusal caused by what the user wrote.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
@@ -66,6 +67,9 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 
 	elems, err := multus.Parse(value, req.Namespace)
 	if err != nil {
+		if req.DryRun == nil || !*req.DryRun {
+			metrics.Allocations.WithLabelValues(metrics.OutcomeRefusedInvalid).Inc()
+		}
 		return admission.Denied("kubemacpool: " + err.Error())
 	}
 	owner := v1alpha1.Owner{

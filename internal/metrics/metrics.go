@@ -1,0 +1,113 @@
+// Package metrics defines kubemacpool's Prometheus metrics, registered on
+// controller-runtime's registry so they are served on the manager's
+// (authenticated) metrics endpoint next to the controller metrics.
+package metrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Allocation outcomes, the values of the outcome label.
+const (
+	OutcomeAllocated      = "allocated"
+	OutcomeUserChosen     = "user-chosen"
+	OutcomeRefusedHeld    = "refused-held"
+	OutcomeRefusedInvalid = "refused-invalid"
+	OutcomeExhausted      = "exhausted"
+)
+
+var (
+	// Allocations counts MACs handed out or refused, by outcome.
+	Allocations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmp_allocations_total",
+		Help: "MAC allocations by outcome: allocated (from the pool), user-chosen (a MAC the user wrote, reserved), refused-held, refused-invalid, exhausted.",
+	}, []string{"outcome"})
+
+	// AdmissionDuration is the time the webhook takes per admission.
+	AdmissionDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "kmp_admission_duration_seconds",
+		Help:    "Time kubemacpool's webhook takes to answer an admission review, by resource (pods, virtualmachines, virtualmachineinstances).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"resource"})
+
+	// Adoptions counts MACs carried without a MACAddress and adopted.
+	Adoptions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_adoptions_total",
+		Help: "MACs found carried by an object without a MACAddress and adopted for it.",
+	})
+
+	// Releases counts MACAddresses deleted because their owner is gone or
+	// no longer carries the MAC.
+	Releases = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_releases_total",
+		Help: "MACs released because their owner was deleted or no longer carries them.",
+	})
+
+	// ExpiredReservations counts reservations deleted unbound.
+	ExpiredReservations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_reservations_expired_total",
+		Help: "Reservations deleted because no object carrying the MAC appeared within the grace period.",
+	})
+
+	// RangeConfigErrors counts refused range configurations.
+	RangeConfigErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_range_config_errors_total",
+		Help: "Range configurations refused as invalid (the range in force stayed).",
+	})
+
+	// Collisions is the number of running objects sharing a MAC, per MAC,
+	// present only while above one.
+	Collisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kmp_mac_collisions",
+		Help: "Running pods and VMIs reporting the same MAC, per MAC; present only while more than one does.",
+	}, []string{"mac"})
+)
+
+// PoolStats is what the pool gauges read at scrape time.
+type PoolStats interface {
+	// Size is the number of allocatable MACs, Held how many of them are
+	// held, and Pending how many reservations wait to be bound.
+	PoolNumbers() (size, held, pending float64)
+}
+
+// currentPool is what the pool gauges read. It is swapped rather than
+// re-registered so a replica restarted in the same process (tests) reports
+// its own pool.
+var currentPool atomic.Pointer[PoolStats]
+
+func poolNumbers() (size, held, pending float64) {
+	p := currentPool.Load()
+	if p == nil {
+		return 0, 0, 0
+	}
+	return (*p).PoolNumbers()
+}
+
+// Register adds every metric to controller-runtime's registry, with the
+// pool gauges reading pool.
+func Register(pool PoolStats) {
+	currentPool.Store(&pool)
+	gauge := func(name, help string, pick func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, pick)
+	}
+	collectors := []prometheus.Collector{
+		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, Collisions,
+		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast and, unless allowed, universally administered MACs excluded).",
+			func() float64 { s, _, _ := poolNumbers(); return s }),
+		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held.",
+			func() float64 { _, h, _ := poolNumbers(); return h }),
+		gauge("kmp_reservations_pending", "MACs reserved at admission whose object has not been seen carrying them yet.",
+			func() float64 { _, _, p := poolNumbers(); return p }),
+	}
+	for _, c := range collectors {
+		// A second manager in one process (tests) registers again: keep the first.
+		if err := ctrlmetrics.Registry.Register(c); err != nil {
+			if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
+				panic(err)
+			}
+		}
+	}
+}
