@@ -13,6 +13,8 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/kubemacpool ./cmd/kubemacpool
+	@# The same binary is the kubectl plugin `kubectl macpool` (status, who, collisions).
+	@ln -sf kubemacpool $(BIN)/kubectl-macpool
 
 # kube-apiserver and etcd, built from the pinned sources in hack/tools into
 # a cache outside the clone (about 10 minutes the first time, then instant).

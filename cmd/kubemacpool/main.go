@@ -4,19 +4,28 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/kubemacpool/kubemacpool/internal/cli"
 	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 func main() {
+	if args, ok := cliArgs(os.Args); ok {
+		os.Exit(runCLI(args))
+	}
 	o := manager.Defaults()
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		o.Namespace = ns
@@ -83,4 +92,62 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "kubemacpool:", err)
 	os.Exit(1)
+}
+
+// cliArgs recognises the operator commands: `kubemacpool status|who|collisions`,
+// or any arguments when installed as the kubectl plugin kubectl-macpool.
+func cliArgs(argv []string) ([]string, bool) {
+	if filepath.Base(argv[0]) == "kubectl-macpool" {
+		return argv[1:], true
+	}
+	if len(argv) > 1 {
+		switch argv[1] {
+		case "status", "who", "collisions":
+			return argv[1:], true
+		}
+	}
+	return nil, false
+}
+
+func runCLI(args []string) int {
+	fs := flag.NewFlagSet("kubemacpool", flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
+	namespace := fs.String("namespace", "kubemacpool-system", "namespace kubemacpool runs in (holds the range ConfigMap)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: kubemacpool [flags] %s\n", cli.Commands)
+		fs.PrintDefaults()
+	}
+	// Flags may come before or after the command.
+	var positional []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	var cfg *rest.Config
+	var err error
+	if *kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	} else {
+		cfg, err = ctrl.GetConfig()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubemacpool: no Kubernetes configuration:", err)
+		return 1
+	}
+	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubemacpool:", err)
+		return 1
+	}
+	if err := cli.Run(context.Background(), c, *namespace, positional, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "kubemacpool:", err)
+		return 1
+	}
+	return 0
 }

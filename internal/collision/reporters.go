@@ -142,3 +142,20 @@ func Colliding(reporters []Reporter) []Reporter {
 	}
 	return out
 }
+
+// Find groups reporters by MAC and returns the colliding ones per MAC.
+func Find(reporters []Reporter) map[mac.MAC][]Reporter {
+	byMAC := map[mac.MAC][]Reporter{}
+	for _, r := range reporters {
+		for _, m := range r.MACs {
+			byMAC[m] = append(byMAC[m], r)
+		}
+	}
+	out := map[mac.MAC][]Reporter{}
+	for m, rs := range byMAC {
+		if c := Colliding(rs); len(c) > 1 {
+			out[m] = c
+		}
+	}
+	return out
+}

@@ -37,6 +37,10 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(optIn).To(ContainSubstring("--pod-namespaces=opt-in"))
 	g.Expect(optIn).To(ContainSubstring("- allocate"))
 	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
+	monitoring := kustomize(t, "config/prometheus")
+	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolDown", "kind: ServiceMonitor"} {
+		g.Expect(monitoring).To(ContainSubstring(alert))
+	}
 }
 
 // The release manifest is accepted whole by a real API server.

@@ -1,0 +1,62 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+// The operator CLI, run as the real binary with a kubeconfig, answers
+// correctly on a populated cluster.
+func TestCLI(t *testing.T) {
+	g := NewWithT(t)
+	startManager(t, testOptions(t))
+	kubeconfig, err := env.Kubeconfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+	run := func(args ...string) string {
+		out, err := exec.Command(kubemacpoolBinary(t), append(args, "--kubeconfig", path)...).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+		return string(out)
+	}
+
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:c0:00:00:00:00", "END_POOL_RANGE": "02:c0:00:00:00:ff"})
+	ns := newNamespace(t, nil)
+	a := createPod(t, pod(ns, "a", `[{"name":"n"},{"name":"m"}]`))
+	vm := newVM(ns, "vm", iface{"x", "bridge", "net-x", ""})
+	g.Expect(env.Client.Create(t.Context(), vm)).To(Succeed())
+	m := macsOf(t, a)[0]
+	expectBound(t, m, a)
+	expectHeldBy(t, vmMACs(vm)["x"], "VirtualMachine", vm)
+
+	status := run("status")
+	g.Expect(status).To(ContainSubstring("02:c0:00:00:00:00-02:c0:00:00:00:ff"))
+	g.Expect(status).To(MatchRegexp(`Allocatable:\s+256\n`))
+	g.Expect(status).To(MatchRegexp(`(?m)^` + ns + `\s+2\s+1\s+0\s+0\s*$`))
+
+	// Any spelling of the MAC.
+	who := run("who", strings.ToUpper(strings.ReplaceAll(m.String(), ":", "-")))
+	g.Expect(who).To(MatchRegexp(`Holder:\s+Pod ` + ns + `/a\n`))
+	g.Expect(who).To(MatchRegexp(`Phase:\s+Bound`))
+	g.Expect(run("who", "02:ff:ff:ff:ff:01")).To(ContainSubstring("is not held"))
+
+	ignored := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
+	g.Expect(run("collisions")).NotTo(ContainSubstring(ignored))
+	runningPod(t, ignored, "c1", "02:c1:00:00:00:01")
+	runningPod(t, ignored, "c2", "02:c1:00:00:00:01")
+	g.Expect(run("collisions")).To(MatchRegexp(`02:c1:00:00:00:01\s+2\s+Pod ` + ignored + `/c1, Pod ` + ignored + `/c2`))
+
+	// As a kubectl plugin, through the real kubectl.
+	plugins := t.TempDir()
+	g.Expect(os.Symlink(kubemacpoolBinary(t), filepath.Join(plugins, "kubectl-macpool"))).To(Succeed())
+	cmd := exec.Command("kubectl", "macpool", "who", m.String(), "--kubeconfig", path)
+	cmd.Env = append(os.Environ(), "PATH="+plugins+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", out)
+	g.Expect(string(out)).To(ContainSubstring("Pod " + ns + "/a"))
+}
