@@ -8,11 +8,14 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,7 +36,8 @@ type Env struct {
 	// Root is the repository root, for fixtures.
 	Root string
 
-	env *envtest.Environment
+	env       *envtest.Environment
+	restarted []*os.Process
 }
 
 // Options add to what every Env installs.
@@ -44,6 +48,9 @@ type Options struct {
 	// WithoutWebhooks leaves the webhook configuration out, for tests that
 	// install kubemacpool's manifests themselves.
 	WithoutWebhooks bool
+	// EtcdDataDir, when set, keeps etcd's data there, so etcd can be
+	// restarted (RestartEtcd) without losing the cluster's state.
+	EtcdDataDir string
 }
 
 // RepoRoot finds the repository root from this source file.
@@ -100,6 +107,9 @@ func Start(o Options) (*Env, error) {
 	if o.WithoutWebhooks {
 		env.WebhookInstallOptions.Paths = nil
 	}
+	if o.EtcdDataDir != "" {
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: o.EtcdDataDir}
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
@@ -139,8 +149,90 @@ func (e *Env) Kubeconfig() ([]byte, error) {
 	return user.KubeConfig()
 }
 
+// RestartEtcd stops etcd and starts it again on the same data and address,
+// as after an etcd crash or upgrade. Start the Env with EtcdDataDir.
+func (e *Env) RestartEtcd(down time.Duration) error {
+	etcd := e.env.ControlPlane.Etcd
+	if err := etcd.Stop(); err != nil {
+		return fmt.Errorf("stopping etcd: %w", err)
+	}
+	time.Sleep(down)
+	return etcd.Start()
+}
+
+// KillAPIServer kills kube-apiserver (SIGKILL) and returns a function that
+// starts it again with the same command line, certificates and port, as a
+// crashed API server restarted by its supervisor.
+func (e *Env) KillAPIServer() (restart func() error, err error) {
+	pid, cmdline, err := findProcess("kube-apiserver", e.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	if err := proc.Kill(); err != nil {
+		return nil, err
+	}
+	_, _ = proc.Wait()
+	return func() error {
+		cmd := exec.Command(cmdline[0], cmdline[1:]...)
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		e.restarted = append(e.restarted, cmd.Process)
+		go func() { _ = cmd.Wait() }()
+		return nil
+	}, nil
+}
+
+// findProcess finds a running process of binary whose command line names
+// the port of host (so a test's own API server is found, not another's).
+func findProcess(binary, host string) (int, []string, error) {
+	u, err := url.Parse(host)
+	if err != nil {
+		return 0, nil, err
+	}
+	port := u.Port()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", entry.Name(), "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if filepath.Base(args[0]) != binary {
+			continue
+		}
+		for _, a := range args {
+			if a == "--secure-port="+port {
+				return pid, args, nil
+			}
+		}
+	}
+	return 0, nil, fmt.Errorf("no %s process serving port %s", binary, port)
+}
+
 // Stop shuts the control plane down.
-func (e *Env) Stop() error { return e.env.Stop() }
+func (e *Env) Stop() error {
+	for _, p := range e.restarted {
+		_ = p.Kill()
+	}
+	if len(e.restarted) > 0 {
+		// envtest's handle on the API server is the process we killed.
+		_ = e.env.Stop()
+		return nil
+	}
+	return e.env.Stop()
+}
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {

@@ -54,11 +54,19 @@ type replica struct {
 	args      []string
 	webhook   string
 	probeAddr string
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	logPath   string
+
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	quit       chan struct{}
+	supervised chan struct{}
 }
 
-func newReplica(t testing.TB, kubeconfig string) *replica {
+func newReplica(t testing.TB, kubeconfig string) *replica { return newReplicaOn(t, env, kubeconfig) }
+
+// newReplicaOn is newReplica against a given control plane.
+func newReplicaOn(t testing.TB, e *testenv.Env, kubeconfig string) *replica {
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -69,38 +77,90 @@ func newReplica(t testing.TB, kubeconfig string) *replica {
 	}
 	r := &replica{
 		t:         t,
-		webhook:   net.JoinHostPort(env.WebhookHost, strconv.Itoa(port)),
+		webhook:   net.JoinHostPort(e.WebhookHost, strconv.Itoa(port)),
 		probeAddr: fmt.Sprintf("127.0.0.1:%d", probe),
 	}
 	r.args = []string{
 		"--kubeconfig", kubeconfig,
 		"--namespace", managerNamespace,
-		"--webhook-host", env.WebhookHost, "--webhook-port", strconv.Itoa(port),
-		"--cert-mode", "files", "--cert-dir", env.CertDir,
+		"--webhook-host", e.WebhookHost, "--webhook-port", strconv.Itoa(port),
+		"--cert-mode", "files", "--cert-dir", e.CertDir,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", r.probeAddr,
 		"--reservation-grace", testGrace.String(),
 		"--shutdown-delay", "2s",
 		"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "500ms",
 		"--kubevirt-poll-interval", "1s",
 	}
-	t.Cleanup(func() { r.signal(syscall.SIGKILL); r.wait() })
+	t.Cleanup(func() {
+		r.stopSupervising()
+		r.signal(syscall.SIGKILL)
+		r.wait()
+	})
 	return r
 }
 
+// supervise restarts the replica whenever it exits, as the kubelet restarts
+// a crashed container, until the test ends.
+func (r *replica) supervise() {
+	r.quit = make(chan struct{})
+	r.supervised = make(chan struct{})
+	go func() {
+		defer close(r.supervised)
+		for {
+			r.mu.Lock()
+			exited := r.exited
+			r.mu.Unlock()
+			select {
+			case <-r.quit:
+				return
+			case <-exited:
+			}
+			select {
+			case <-r.quit:
+				return
+			case <-time.After(500 * time.Millisecond): // restart back-off
+			}
+			r.launch()
+		}
+	}()
+}
+
+func (r *replica) stopSupervising() {
+	if r.quit != nil {
+		close(r.quit)
+		<-r.supervised
+		r.quit = nil
+	}
+}
+
+// start launches the replica and waits until it is ready.
 func (r *replica) start() {
 	r.t.Helper()
-	r.cmd = exec.Command(kubemacpoolBinary(r.t), r.args...)
-	logFile, err := os.Create(filepath.Join(r.t.TempDir(), "kubemacpool.log"))
+	r.launch()
+	NewWithT(r.t).Eventually(r.ready).WithTimeout(60*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "replica not ready; log in %s", r.logPath)
+}
+
+// launch starts the process, appending to its log.
+func (r *replica) launch() {
+	if r.logPath == "" {
+		r.logPath = filepath.Join(r.t.TempDir(), "kubemacpool.log")
+	}
+	logFile, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		r.t.Fatal(err)
+		r.t.Error(err)
+		return
 	}
-	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
+	cmd := exec.Command(kubemacpoolBinary(r.t), r.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		r.t.Error(err)
+		return
 	}
-	r.exited = make(chan struct{})
-	go func() { _ = r.cmd.Wait(); logFile.Close(); close(r.exited) }()
-	NewWithT(r.t).Eventually(r.ready).WithTimeout(60*time.Second).WithPolling(100*time.Millisecond).Should(BeTrue(), "replica not ready; log in %s", logFile.Name())
+	exited := make(chan struct{})
+	r.mu.Lock()
+	r.cmd, r.exited = cmd, exited
+	r.mu.Unlock()
+	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
 }
 
 func (r *replica) ready() bool {
@@ -113,14 +173,19 @@ func (r *replica) ready() bool {
 }
 
 func (r *replica) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.cmd != nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Signal(sig)
 	}
 }
 
 func (r *replica) wait() {
-	if r.exited != nil {
-		<-r.exited
+	r.mu.Lock()
+	exited := r.exited
+	r.mu.Unlock()
+	if exited != nil {
+		<-exited
 	}
 }
 

@@ -195,14 +195,17 @@ func TestRestartKeepsMACsHeld(t *testing.T) {
 // expectInvariants checks, once things settle, what must always hold: no
 // MAC carried twice by managed pods, every carried MAC held by a MACAddress
 // naming its pod, and no bound MACAddress whose pod is gone.
-func expectInvariants(t testing.TB) {
+func expectInvariants(t testing.TB) { expectInvariantsOn(t, env.Client) }
+
+// expectInvariantsOn checks the invariants through client c.
+func expectInvariantsOn(t testing.TB, c client.Client) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
 		ctx := context.Background()
 		pods := &corev1.PodList{}
-		g.Expect(env.Client.List(ctx, pods)).To(Succeed())
+		g.Expect(c.List(ctx, pods)).To(Succeed())
 		macs := &v1alpha1.MACAddressList{}
-		g.Expect(env.Client.List(ctx, macs)).To(Succeed())
+		g.Expect(c.List(ctx, macs)).To(Succeed())
 		holders := map[string]v1alpha1.MACAddress{}
 		for _, m := range macs.Items {
 			holders[m.Spec.Address] = m
@@ -215,7 +218,7 @@ func expectInvariants(t testing.TB) {
 			if p.Annotations["k8s.v1.cni.cncf.io/networks"] == "" || p.Namespace == managerNamespace || p.Namespace == "kube-system" {
 				continue
 			}
-			if ignoredNamespace(g, p.Namespace) {
+			if ignoredNamespace(g, c, p.Namespace) {
 				continue
 			}
 			for _, m := range macsOf(t, p) {
@@ -235,8 +238,8 @@ func expectInvariants(t testing.TB) {
 	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 }
 
-func ignoredNamespace(g Gomega, name string) bool {
+func ignoredNamespace(g Gomega, c client.Client, name string) bool {
 	ns := &corev1.Namespace{}
-	g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Name: name}, ns)).To(Succeed())
+	g.Expect(c.Get(context.Background(), client.ObjectKey{Name: name}, ns)).To(Succeed())
 	return ns.Labels["mutatepods.kubemacpool.io"] == "ignore"
 }

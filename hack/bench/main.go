@@ -1,0 +1,336 @@
+// Command bench measures kubemacpool under load on a local control plane
+// (kube-apiserver and etcd built from source, as in the integration tests)
+// with kubemacpool running from bin/kubemacpool as its own process, and
+// prints one table:
+//
+//   - the admission latency kubemacpool adds to pod and VM creates: the same
+//     sequential creates in a served namespace and in one the webhook
+//     configuration's namespaceSelector skips, so the difference is ours;
+//   - throughput and p99 of creates from 16 goroutines, with and without
+//     kubemacpool in the path;
+//   - start-up at scale: pods and VMs created while kubemacpool was away,
+//     each carrying a MAC, then the time until ready, the time until every
+//     MAC has its MACAddress, and the resident memory after that.
+//
+// `make bench` builds kubemacpool and runs this after the Go benchmarks of
+// the pool. Counts are flags, so a quick run is possible:
+//
+//	go run ./hack/bench -seq 50 -concurrent 200 -pods 500 -vms 500
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
+)
+
+const managerNamespace = "kubemacpool-system"
+
+type options struct {
+	seq        int // sequential creates per series
+	concurrent int // concurrent creates per series
+	workers    int // goroutines of the concurrent series and of the start-up fill
+	warmup     int // creates per namespace before measuring
+	pods, vms  int // objects carrying a MAC at start-up
+	log        string // kubemacpool's log file; "" for one in the run's temp dir
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.seq, "seq", 500, "sequential creates per series (pods and VMs, each in a served and an ignored namespace)")
+	flag.IntVar(&o.concurrent, "concurrent", 2000, "concurrent creates per series (pods and VMs, each in a served and an ignored namespace)")
+	flag.IntVar(&o.workers, "workers", 16, "goroutines creating objects in the concurrent series and the start-up fill")
+	flag.IntVar(&o.warmup, "warmup", 50, "unmeasured creates per namespace before measuring")
+	flag.IntVar(&o.pods, "pods", 10000, "pods carrying a MAC, created without kubemacpool, for the start-up measure")
+	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
+	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
+	flag.Parse()
+	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -seq, -concurrent and -workers must be positive, -pods + -vms at least 1")
+		os.Exit(2)
+	}
+
+	// Ctrl-C cancels the load; run's deferred calls still stop kubemacpool
+	// and the control plane.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	t, err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	t.print()
+}
+
+// say reports progress on stderr; the table alone goes to stdout.
+func say(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n", args...) }
+
+// bench is one run: the control plane, kubemacpool, and the table so far.
+type bench struct {
+	ctx        context.Context
+	c          client.Client
+	o          options
+	kmp        *kubemacpool
+	namespaces []string // created by the load series, emptied before start-up
+	table      table
+}
+
+func run(ctx context.Context, o options) (t *table, err error) {
+	root := testenv.RepoRoot()
+	binary := filepath.Join(root, "bin", "kubemacpool")
+	if _, err := os.Stat(binary); err != nil {
+		return nil, fmt.Errorf("%s is missing: run `make build` first (`make bench` does)", binary)
+	}
+	workDir, err := os.MkdirTemp("", "kubemacpool-bench-")
+	if err != nil {
+		return nil, err
+	}
+	logPath := o.log
+	if logPath == "" {
+		logPath = filepath.Join(workDir, "kubemacpool.log")
+	}
+	defer func() {
+		if err != nil {
+			say("kept kubemacpool's log for a look: %s", logPath)
+			return
+		}
+		os.RemoveAll(workDir)
+	}()
+
+	say("starting kube-apiserver and etcd")
+	env, err := testenv.Start(testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		say("stopping the control plane")
+		_ = env.Stop()
+	}()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+		return nil, err
+	}
+	kmp, err := newKubemacpool(env, binary, workDir, logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer kmp.stop()
+
+	b := &bench{ctx: ctx, c: env.Client, o: o, kmp: kmp}
+	b.table.title = fmt.Sprintf("kubemacpool benchmarks (GOMAXPROCS=%d, %s)", runtime.GOMAXPROCS(0), cpuModel())
+	if err := b.start(); err != nil {
+		return nil, err
+	}
+	for _, w := range []workload{pods, vms} {
+		if err := b.admission(w); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.memory("resident memory after the create series"); err != nil {
+		return nil, err
+	}
+	if err := b.startup(); err != nil {
+		return nil, err
+	}
+	return &b.table, nil
+}
+
+// newKubemacpool prepares kubemacpool as hack/local runs it: serving the
+// webhook at the address and with the certificate the API server was
+// configured with, talking to the API server as an administrator.
+func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*kubemacpool, error) {
+	kubeconfig := filepath.Join(workDir, "kubeconfig")
+	data, err := env.Kubeconfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+		return nil, err
+	}
+	probePort, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	probeAddr := fmt.Sprintf("127.0.0.1:%d", probePort)
+	return &kubemacpool{
+		binary:   binary,
+		logPath:  logPath,
+		readyURL: "http://" + probeAddr + "/readyz",
+		args: []string{
+			"--kubeconfig", kubeconfig,
+			"--namespace", managerNamespace,
+			"--webhook-host", env.WebhookHost,
+			"--webhook-port", strconv.Itoa(env.WebhookPort),
+			"--cert-dir", env.CertDir,
+			"--cert-mode", "files",
+			"--reservation-grace", "3m",
+			"--shutdown-delay", "0s",
+			"--metrics-bind-address", "0",
+			"--health-probe-bind-address", probeAddr,
+		},
+	}, nil
+}
+
+// start starts kubemacpool and waits until it is ready.
+func (b *bench) start() error {
+	say("starting kubemacpool")
+	if err := b.kmp.start(); err != nil {
+		return err
+	}
+	_, err := b.kmp.waitReady(b.ctx, 2*time.Minute)
+	return err
+}
+
+// namespace creates a namespace for the load and remembers it.
+func (b *bench) namespace(name string, labels map[string]string) (string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := b.c.Create(b.ctx, ns); err != nil {
+		return "", err
+	}
+	b.namespaces = append(b.namespaces, name)
+	return name, nil
+}
+
+// admission measures creates of w with kubemacpool's webhook in the path
+// (served namespace) and without it (ignored namespace): sequentially for
+// latency, then from b.o.workers goroutines for throughput.
+func (b *bench) admission(w workload) error {
+	served, err := b.namespace("bench-"+strings.ToLower(w.name), nil)
+	if err != nil {
+		return err
+	}
+	ignored, err := b.namespace("bench-"+strings.ToLower(w.name)+"-ignored", map[string]string{w.ignore: "ignore"})
+	if err != nil {
+		return err
+	}
+	// The first burst of creates after start stalls once (about 2 s) in
+	// the API server, for the first of a kind; that is not kubemacpool's.
+	say("%s: %d warm-up creates in each namespace", w.name, b.o.warmup)
+	for _, ns := range []string{served, ignored} {
+		if _, err := sequential(b.ctx, b.c, b.o.warmup, w.series(ns, "warmup")); err != nil {
+			return err
+		}
+	}
+
+	say("%s: %d sequential creates in each namespace", w.name, b.o.seq)
+	seqServed, err := sequential(b.ctx, b.c, b.o.seq, w.series(served, "seq"))
+	if err != nil {
+		return err
+	}
+	seqIgnored, err := sequential(b.ctx, b.c, b.o.seq, w.series(ignored, "seq"))
+	if err != nil {
+		return err
+	}
+	say("%s: %d creates from %d goroutines in each namespace", w.name, b.o.concurrent, b.o.workers)
+	conServed, wallServed, err := concurrent(b.ctx, b.c, b.o.concurrent, b.o.workers, w.series(served, "concurrent"))
+	if err != nil {
+		return err
+	}
+	conIgnored, wallIgnored, err := concurrent(b.ctx, b.c, b.o.concurrent, b.o.workers, w.series(ignored, "concurrent"))
+	if err != nil {
+		return err
+	}
+
+	s, i := summarize(seqServed, 0), summarize(seqIgnored, 0)
+	b.table.add(fmt.Sprintf("%s create, sequential, %s: p50 / p99", w.name, w.shape), ms(s.p50)+" / "+ms(s.p99))
+	b.table.add(fmt.Sprintf("%s create, ignored namespace: p50 / p99", w.name), ms(i.p50)+" / "+ms(i.p99))
+	b.table.add(fmt.Sprintf("added admission latency (%ss): p50 / p99", w.name), ms(s.p50-i.p50)+" / "+ms(s.p99-i.p99))
+	cs, ci := summarize(conServed, wallServed), summarize(conIgnored, wallIgnored)
+	b.table.add(fmt.Sprintf("%s create, %d concurrent: throughput / p99", w.name, b.o.workers), rate(cs.throughput)+" / "+ms(cs.p99))
+	b.table.add(fmt.Sprintf("%s create, %d concurrent, ignored ns: throughput / p99", w.name, b.o.workers), rate(ci.throughput)+" / "+ms(ci.p99))
+	return nil
+}
+
+// memory adds kubemacpool's resident memory to the table.
+func (b *bench) memory(label string) error {
+	rss, err := b.kmp.residentMemory()
+	if err != nil {
+		return err
+	}
+	b.table.add(label, fmt.Sprintf("%d MiB", rss>>20))
+	return nil
+}
+
+// table is the result: a title and label/value rows.
+type table struct {
+	title string
+	rows  [][2]string
+}
+
+func (t *table) add(label, value string) { t.rows = append(t.rows, [2]string{label, value}) }
+
+func (t *table) print() {
+	fmt.Println(t.title)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(w, "measure\tvalue")
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "%s\t%s\n", r[0], r[1])
+	}
+	w.Flush()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+
+func rate(perSecond float64) string { return fmt.Sprintf("%.0f creates/s", perSecond) }
+
+// cpuModel is the first "model name" of /proc/cpuinfo, for the title.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		if key, value, ok := strings.Cut(scanner.Text(), ":"); ok && strings.TrimSpace(key) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "unknown CPU"
+}
+
+// errWebhookStillCalled is returned when the API server keeps calling the
+// removed webhook configuration.
+var errWebhookStillCalled = errors.New("the API server still calls kubemacpool's webhook 30 s after its configuration was deleted")
+
+// removeWebhook deletes kubemacpool's webhook configuration and waits until
+// the API server stops calling it (a dry-run create succeeds while
+// kubemacpool is stopped), so the objects created next predate kubemacpool
+// as far as it can tell.
+func (b *bench) removeWebhook(namespace string) error {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "kubemacpool-mutator"}}
+	if err := b.c.Delete(b.ctx, mwc); err != nil {
+		return fmt.Errorf("deleting the webhook configuration: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := b.c.Create(b.ctx, twoNetworkPod(namespace, "probe"), client.DryRunAll); err == nil {
+			return nil
+		}
+		select {
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errWebhookStillCalled
+}

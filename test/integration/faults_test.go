@@ -1,0 +1,152 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
+)
+
+// churn creates pods and deletes older ones from a few goroutines until
+// stopped. Failures are expected while a fault lasts; they are counted.
+type churn struct {
+	stop            chan struct{}
+	wg              sync.WaitGroup
+	created, failed atomic.Int64
+}
+
+func startChurn(c client.Client, ns string, workers int) *churn {
+	l := &churn{stop: make(chan struct{})}
+	for w := 0; w < workers; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			ctx := context.Background()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				p := pod(ns, fmt.Sprintf("churn-%d-%d", w, i), `[{"name":"a"},{"name":"b"}]`)
+				if err := c.Create(ctx, p); err != nil {
+					l.failed.Add(1)
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				l.created.Add(1)
+				if i%2 == 1 { // delete every other pod: releases happen under faults too
+					old := pod(ns, fmt.Sprintf("churn-%d-%d", w, i-1), "")
+					_ = c.Delete(ctx, old, client.GracePeriodSeconds(0))
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *churn) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// Faults during a create/delete load, on a control plane of its own: a
+// replica killed, kube-apiserver killed and restarted, etcd restarted, the
+// range ConfigMap flipped (invalid values included). Replicas are
+// supervised (restarted when they exit, as the kubelet would). Afterwards:
+// no MAC held twice, every MAC carried by a managed pod held for it, no
+// MACAddress outliving its owner, nothing left reserved.
+func TestFaultsUnderLoad(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e, err := testenv.Start(testenv.Options{EtcdDataDir: t.TempDir()})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = e.Stop() })
+	c := e.Client
+	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
+	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "faults"}})).To(Succeed())
+	rangeCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeConfigMapName},
+		Data: map[string]string{"START_POOL_RANGE": "02:d0:00:00:00:00", "END_POOL_RANGE": "02:d0:00:00:0f:ff"}}
+	g.Expect(c.Create(ctx, rangeCM)).To(Succeed())
+
+	kubeconfig, err := e.Kubeconfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+	replicas := []*replica{newReplicaOn(t, e, path), newReplicaOn(t, e, path)}
+	for _, r := range replicas {
+		r.start()
+		r.supervise()
+	}
+	startRoundRobin(t, e.WebhookAddr(), func(i int) bool { return replicas[i].ready() }, replicas[0].webhook, replicas[1].webhook)
+
+	load := startChurn(c, "faults", 4)
+	pause := func() { time.Sleep(2 * time.Second) }
+	pause()
+
+	t.Log("fault: SIGKILL a replica")
+	replicas[0].signal(9)
+	pause()
+
+	t.Log("fault: kube-apiserver killed, restarted after 2s")
+	restart, err := e.KillAPIServer()
+	g.Expect(err).NotTo(HaveOccurred())
+	time.Sleep(2 * time.Second)
+	g.Expect(restart()).To(Succeed())
+	g.Eventually(func() error { return c.List(ctx, &corev1.NamespaceList{}) }).WithTimeout(60 * time.Second).Should(Succeed())
+	pause()
+
+	t.Log("fault: etcd stopped for 2s")
+	g.Expect(e.RestartEtcd(2 * time.Second)).To(Succeed())
+	g.Eventually(func() error { return c.List(ctx, &corev1.NamespaceList{}) }).WithTimeout(60 * time.Second).Should(Succeed())
+	pause()
+
+	t.Log("fault: range flipped, invalid values included")
+	for i, data := range []map[string]string{
+		{"START_POOL_RANGE": "02:d1:00:00:00:00", "END_POOL_RANGE": "02:d1:00:00:0f:ff"},
+		{"START_POOL_RANGE": "zz", "END_POOL_RANGE": "02:d1:00:00:0f:ff"},
+		{"START_POOL_RANGE": "02:d2:00:00:00:00", "END_POOL_RANGE": "02:d2:00:00:0f:ff"},
+		{"START_POOL_RANGE": "03:00:00:00:00:00", "END_POOL_RANGE": "03:00:00:00:00:ff"},
+		{"START_POOL_RANGE": "02:d0:00:00:00:00", "END_POOL_RANGE": "02:d0:00:00:0f:ff"},
+		{"START_POOL_RANGE": "02:d3:00:00:0f:ff", "END_POOL_RANGE": "02:d3:00:00:00:00"},
+	} {
+		g.Eventually(func() error {
+			cm := &corev1.ConfigMap{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(rangeCM), cm); err != nil {
+				return err
+			}
+			cm.Data = data
+			return c.Update(ctx, cm)
+		}).WithTimeout(10*time.Second).Should(Succeed(), "flip %d", i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	pause()
+	load.finish()
+	t.Logf("load under faults: %d pods created, %d creates failed", load.created.Load(), load.failed.Load())
+	g.Expect(load.created.Load()).To(BeNumerically(">", 50))
+
+	for _, r := range replicas {
+		g.Eventually(r.ready).WithTimeout(60 * time.Second).Should(BeTrue(), "replica back after the faults; log %s", r.logPath)
+	}
+	expectInvariantsOn(t, c)
+	g.Eventually(func(g Gomega) {
+		list := &v1alpha1.MACAddressList{}
+		g.Expect(c.List(ctx, list)).To(Succeed())
+		for _, m := range list.Items {
+			g.Expect(m.Status.Phase).To(Equal(v1alpha1.PhaseBound), "MACAddress %s for %v left unbound", m.Name, m.Spec.Owner)
+		}
+	}).WithTimeout(testGrace + 60*time.Second).WithPolling(time.Second).Should(Succeed())
+}
