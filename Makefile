@@ -78,6 +78,12 @@ generate:
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 
+# Fuzz targets of every parser of user input (annotation, MAC, range),
+# bounded by execution count; the committed corpus in testdata/fuzz is
+# replayed by plain `go test` too.
+fuzz:
+	bash hack/fuzz.sh
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

@@ -139,7 +139,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	g.Expect(load.created.Load()).To(BeNumerically(">", 50))
 
 	for _, r := range replicas {
-		g.Eventually(r.ready).WithTimeout(60 * time.Second).Should(BeTrue(), "replica back after the faults; log %s", r.logPath)
+		g.Eventually(r.ready).WithTimeout(60*time.Second).Should(BeTrue(), "replica back after the faults; log %s", r.logPath)
 	}
 	expectInvariantsOn(t, c)
 	g.Eventually(func(g Gomega) {

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
@@ -228,6 +229,19 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 				h, ok := holders[m.String()]
 				g.Expect(ok).To(BeTrue(), "MAC %s of %s has no MACAddress", m, who)
 				g.Expect(h.Spec.Owner.UID).To(Equal(p.UID), "MAC %s of %s held by %v", m, who, h.Spec.Owner)
+			}
+		}
+		// Owners may be VMs and VMIs too.
+		vms := &kubevirtv1.VirtualMachineList{}
+		vmis := &kubevirtv1.VirtualMachineInstanceList{}
+		if err := c.List(ctx, vms); err == nil {
+			for _, vm := range vms.Items {
+				live[string(vm.UID)] = true
+			}
+		}
+		if err := c.List(ctx, vmis); err == nil {
+			for _, vmi := range vmis.Items {
+				live[string(vmi.UID)] = true
 			}
 		}
 		for _, m := range macs.Items {

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,7 +138,14 @@ func mustMAC(s string) mac.MAC {
 // Bad input is refused with a message that says what is wrong, and nothing
 // is held for the refused pod.
 func TestPodBadInputRefused(t *testing.T) {
-	startManager(t, testOptions(t))
+	r := startManager(t, testOptions(t))
+	t.Cleanup(func() {
+		// No input may crash or wedge the replica.
+		resp, err := http.Get("http://" + r.opts.ProbeAddr + "/readyz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("replica not ready after hostile input: %v", err)
+		}
+	})
 	ns := newNamespace(t, nil)
 	cases := []struct {
 		name, annotation string
@@ -149,6 +158,14 @@ func TestPodBadInputRefused(t *testing.T) {
 		{"eui64", `[{"name":"a","mac":"02:00:00:00:00:00:00:01"}]`, []string{"not a MAC address"}},
 		{"multicast", `[{"name":"a","mac":"03:00:00:00:00:01"}]`, []string{"03:00:00:00:00:01 is a multicast address"}},
 		{"short", `a,,b`, []string{"invalid k8s.v1.cni.cncf.io/networks annotation"}},
+		{"infiniband", `[{"name":"a","mac":"00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"}]`, []string{"not a MAC address"}},
+		{"five-octets", `[{"name":"a","mac":"02:00:00:00:01"}]`, []string{"not a MAC address"}},
+		{"mac-number", `[{"name":"a","mac":2}]`, []string{"element 1", "mac"}},
+		{"list-of-numbers", `[1,2]`, []string{"element 1"}},
+		{"nested-list", `[[]]`, []string{"element 1"}},
+		{"string", `"net1"`, []string{"invalid k8s.v1.cni.cncf.io/networks annotation"}},
+		{"bad-name", `[{"name":"Not_A_Name"}]`, []string{"element 1", "name"}},
+		{"one-mebibyte", `[{"name":"a","x":"` + strings.Repeat("x", 1<<20) + `"}]`, []string{"more than the 262144 bytes allowed"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
