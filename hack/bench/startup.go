@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -19,6 +21,8 @@ const (
 	// administered, unicast, inside the default range, and far from where
 	// the random cursor of the earlier series is likely to have been.
 	firstMAC = mac.MAC(0x0a0000000000)
+	// directMAC is the first MAC of the MACAddresses created directly.
+	directMAC = mac.MAC(0x0e0000000000)
 
 	readyTimeout  = 5 * time.Minute
 	repairTimeout = 30 * time.Minute
@@ -33,6 +37,9 @@ func (b *bench) startup() error {
 	say("stopping kubemacpool")
 	b.kmp.stop()
 	if err := b.clearEarlierObjects(); err != nil {
+		return err
+	}
+	if err := b.macAddressCreates(); err != nil {
 		return err
 	}
 	ns, err := b.namespace("bench-startup", nil)
@@ -78,7 +85,54 @@ func (b *bench) startup() error {
 	total := fmt.Sprintf("%d pods + %d VMs", b.o.pods, b.o.vms)
 	b.table.add("start-up with "+total+": ready", seconds(ready.after))
 	b.table.add("start-up: repair complete (all MACs adopted)", seconds(repaired))
-	return b.memory("resident memory after repair")
+	if err := b.memory("resident memory after repair"); err != nil {
+		return err
+	}
+	return b.restart(len(expected))
+}
+
+// restart measures the usual restart, a new version rolled out: every MAC
+// already has its MACAddress, and readiness waits for the index to hold
+// them all.
+func (b *bench) restart(held int) error {
+	say("restarting kubemacpool with %d MACs held", held)
+	b.kmp.stop()
+	if err := b.kmp.start(); err != nil {
+		return err
+	}
+	ready, err := b.kmp.waitReady(b.ctx, readyTimeout)
+	if err != nil {
+		return err
+	}
+	b.table.add(fmt.Sprintf("restart with %d MACAddresses held: ready", held), seconds(ready))
+	return nil
+}
+
+// macAddressCreates times the API call behind every MAC the webhook hands
+// out, a MACAddress create, alone (kubemacpool is stopped): the floor
+// under the added admission latency, paid once per network.
+func (b *bench) macAddressCreates() error {
+	say("%d sequential MACAddress creates, without kubemacpool", b.o.seq)
+	latencies, err := sequential(b.ctx, b.c, b.o.seq, func(i int) client.Object {
+		m := directMAC + mac.MAC(i)
+		return &v1alpha1.MACAddress{
+			ObjectMeta: metav1.ObjectMeta{Name: m.ObjectName()},
+			Spec: v1alpha1.MACAddressSpec{
+				Address: m.String(),
+				Owner:   v1alpha1.Owner{APIVersion: "v1", Kind: "Pod", Namespace: "bench-direct", Name: fmt.Sprintf("pod-%d", i)},
+				Network: "bench-direct/net-a",
+			},
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s := summarize(latencies, 0)
+	b.table.add("MACAddress create, direct (one per MAC): p50 / p99", ms(s.p50)+" / "+ms(s.p99))
+	if err := b.c.DeleteAllOf(b.ctx, &v1alpha1.MACAddress{}); err != nil {
+		return fmt.Errorf("deleting MACAddresses: %w", err)
+	}
+	return nil
 }
 
 // clearEarlierObjects deletes the pods, VMs and MACAddresses of the load
@@ -177,4 +231,31 @@ func (b *bench) countHeld(ctx context.Context, expected map[string]bool) (int, e
 		}
 	}
 	return held, nil
+}
+
+// errWebhookStillCalled is returned when the API server keeps calling the
+// removed webhook configuration.
+var errWebhookStillCalled = errors.New("the API server still calls kubemacpool's webhook 30 s after its configuration was deleted")
+
+// removeWebhook deletes kubemacpool's webhook configuration and waits until
+// the API server stops calling it (a dry-run create succeeds while
+// kubemacpool is stopped), so the objects created next predate kubemacpool
+// as far as it can tell.
+func (b *bench) removeWebhook(namespace string) error {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "kubemacpool-mutator"}}
+	if err := b.c.Delete(b.ctx, mwc); err != nil {
+		return fmt.Errorf("deleting the webhook configuration: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := b.c.Create(b.ctx, twoNetworkPod(namespace, "probe"), client.DryRunAll); err == nil {
+			return nil
+		}
+		select {
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errWebhookStillCalled
 }

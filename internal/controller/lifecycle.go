@@ -125,27 +125,6 @@ func (l *Lifecycle) currentOwner(ctx context.Context, m *v1alpha1.MACAddress) (c
 	return nil, false, nil
 }
 
-// carrierByMAC finds an object of the owner's kind in the owner's namespace
-// that carries the MAC and that the owner names (a generateName reservation
-// is only known by its prefix).
-func (l *Lifecycle) carrierByMAC(ctx context.Context, m *v1alpha1.MACAddress, address mac.MAC) (client.Object, Carried, error) {
-	k, ok := l.Kinds.Get(m.Spec.Owner.Kind)
-	if !ok {
-		return nil, Carried{}, nil
-	}
-	objs, err := l.listCarriers(ctx, k, address, client.InNamespace(m.Spec.Owner.Namespace))
-	if err != nil {
-		return nil, Carried{}, err
-	}
-	for _, obj := range objs {
-		if ownerMatches(m.Spec.Owner, k.Kind(), obj) {
-			c, _ := carries(k, obj, address)
-			return obj, c, nil
-		}
-	}
-	return nil, Carried{}, nil
-}
-
 // listCarriers lists the objects of kind k that carry address, from the cache.
 func (l *Lifecycle) listCarriers(ctx context.Context, k Kind, address mac.MAC, opts ...client.ListOption) ([]client.Object, error) {
 	list, err := listOf(k, l.Client.Scheme())
