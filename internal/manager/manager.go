@@ -283,7 +283,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 
 	kinds := controller.NewKinds()
 	kinds.Add(controller.PodKind{}, podScope)
-	reconciler := &controller.MACReconciler{Lifecycle: &controller.Lifecycle{
+	reconciler := &controller.MACReconciler{Workers: 8, Lifecycle: &controller.Lifecycle{
 		Client:   mgr.GetClient(),
 		Live:     mgr.GetAPIReader(),
 		Recorder: recorder,
