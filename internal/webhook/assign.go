@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -72,17 +73,38 @@ func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) 
 		a.taken = append(a.taken, m)
 		a.outcomes = append(a.outcomes, metrics.OutcomeUserChosen)
 	}
+	// The pool's reservations are independent API writes: make them at
+	// once, so a pod with several networks waits for one round trip, not
+	// one per network.
+	var wg sync.WaitGroup
+	errs := make([]error, len(slots))
 	for i, s := range slots {
 		if s.Requested != "" {
 			continue
 		}
-		m, err := a.pool.Allocate(ctx, a.request(s))
-		if err != nil {
-			return nil, a.fail(ctx, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = a.pool.Allocate(ctx, a.request(s))
+		}()
+	}
+	wg.Wait()
+	var failed error
+	for i, s := range slots {
+		if s.Requested != "" {
+			continue
 		}
-		a.taken = append(a.taken, m)
+		if errs[i] != nil {
+			if failed == nil {
+				failed = errs[i]
+			}
+			continue
+		}
+		a.taken = append(a.taken, out[i])
 		a.outcomes = append(a.outcomes, metrics.OutcomeAllocated)
-		out[i] = m
+	}
+	if failed != nil {
+		return nil, a.fail(ctx, failed)
 	}
 	return out, nil
 }
@@ -153,9 +175,19 @@ func (a *assigner) done() {
 	a.taken, a.outcomes = nil, nil
 }
 
-// Timed wraps a handler to record its admission latency by resource.
+// AdmissionTimeout bounds one admission: the API server gives up after the
+// webhook configuration's timeoutSeconds (10) anyway.
+const AdmissionTimeout = 10 * time.Second
+
+// Timed wraps a handler to record its admission latency by resource. It
+// also detaches the admission from the replica's shutdown: the webhook
+// server's request contexts end when the manager stops, which would fail
+// reservations in flight during a graceful shutdown; each admission runs
+// to completion, bounded by AdmissionTimeout, instead.
 func Timed(h admission.Handler) admission.Handler {
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AdmissionTimeout)
+		defer cancel()
 		start := time.Now()
 		defer func() {
 			metrics.AdmissionDuration.WithLabelValues(req.Resource.Resource).Observe(time.Since(start).Seconds())
