@@ -319,6 +319,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Namespaces: mgr.GetCache(),
 		Scope:      vmScope,
 		Log:        log.WithName("virtualmachines"),
+		Recorder:   recorder,
 	})})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

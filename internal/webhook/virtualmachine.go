@@ -10,7 +10,9 @@ import (
 	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -34,6 +36,7 @@ type VMMutator struct {
 	Namespaces client.Reader
 	Scope      scope.Scope
 	Log        logr.Logger
+	Recorder   events.EventRecorder
 }
 
 // Handle answers one admission review.
@@ -43,6 +46,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		meta          metav1.ObjectMeta
 		basePath      string
 		kind          string
+		existing      *kubevirtv1.VirtualMachine // the stored VM, on updates
 	)
 	switch req.Resource.Resource {
 	case "virtualmachines":
@@ -53,6 +57,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		spec, meta, kind = kubevirt.VMSpec(vm), vm.ObjectMeta, "VirtualMachine"
 		basePath = "/spec/template/spec/domain/devices/interfaces"
 		if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
+			existing = vm
 			old := &kubevirtv1.VirtualMachine{}
 			if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
 				return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old VirtualMachine: %w", err))
@@ -98,6 +103,13 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	}
 	macs, err := a.assign(ctx, slots)
 	if err != nil {
+		// An update is refused on an object that exists: leave an event on
+		// it too, for whoever looks at the VM rather than at the client
+		// that sent the update (a GitOps controller, say).
+		if existing != nil && h.Recorder != nil && !a.dryRun {
+			h.Recorder.Eventf(existing, nil, corev1.EventTypeWarning, "MACAllocationRefused", "Allocate",
+				"update refused by kubemacpool: %v", err)
+		}
 		return refusal(err)
 	}
 	a.done()

@@ -115,6 +115,7 @@ func TestExhaustedPoolRefusesThenResumes(t *testing.T) {
 	g.Eventually(func() error {
 		return env.Client.Create(ctx, pod(ns, "after-free", `[{"name":"a"}]`))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
+	expectInvariants(t)
 }
 
 // A MAC carried by a pod without a MACAddress (restored from backup, or its

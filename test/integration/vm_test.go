@@ -185,6 +185,19 @@ func TestVMUpdateKeepsAddsAndReleases(t *testing.T) {
 	expectHeldBy(t, now["c"], "VirtualMachine", vm)
 	expectReleased(t, mustMAC(original["b"]))
 
+	// An update asking for a MAC another object holds is refused, with an
+	// event on the VM.
+	holder := createPod(t, pod(ns, "holder", `[{"name":"a","mac":"02:ee:00:00:00:01"}]`))
+	expectBound(t, mustMAC("02:ee:00:00:00:01"), holder)
+	taken := getVM(g, vm)
+	taken.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""}, iface{"c", "bridge", "net-c", ""}, iface{"d", "bridge", "net-d", "02:ee:00:00:00:01"})
+	g.Expect(env.Client.Update(ctx, taken)).To(MatchError(ContainSubstring("already in use by Pod " + ns + "/holder")))
+	g.Eventually(func(g Gomega) {
+		events := eventsAbout(g, ns, "vm", "MACAllocationRefused")
+		g.Expect(events).NotTo(BeEmpty())
+		g.Expect(events[0].Note).To(ContainSubstring("02:ee:00:00:00:01"))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+
 	g.Expect(env.Client.Delete(ctx, vm)).To(Succeed())
 	expectReleased(t, mustMAC(now["a"]))
 	expectReleased(t, mustMAC(now["c"]))
