@@ -95,16 +95,21 @@ func (p *Pool) SetRange(alloc mac.Allocatable) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.alloc = alloc
-	p.held = newIndexSet(alloc.Size())
-	for m := range p.heldMACs {
-		if i, ok := alloc.IndexOf(m); ok {
-			p.held.Add(i)
-		}
-	}
+	p.rebuildLocked()
 	// A random start keeps replicas (and restarts of one) from walking the
 	// same candidates in step.
 	p.cursor = rand.Uint64N(alloc.Size())
 	p.loaded = true
+}
+
+// rebuildLocked recomputes the index of the range from heldMACs.
+func (p *Pool) rebuildLocked() {
+	p.held = newIndexSet(p.alloc.Size())
+	for m := range p.heldMACs {
+		if i, ok := p.alloc.IndexOf(m); ok {
+			p.held.Add(i)
+		}
+	}
 }
 
 // Ready reports whether a range has been loaded.
@@ -158,16 +163,17 @@ func (p *Pool) MarkFree(m mac.MAC) {
 
 // Replace resets the set of held MACs, e.g. from a full list of MACAddress
 // objects, so a hint that went stale (a watch event lost) heals.
+// The cursor stays where it is, so a just-freed MAC is still not handed
+// straight back.
 func (p *Pool) Replace(held []mac.MAC) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.heldMACs = make(map[mac.MAC]struct{}, len(held))
 	for _, m := range held {
 		p.heldMACs[m] = struct{}{}
 	}
-	loaded, alloc := p.loaded, p.alloc
-	p.mu.Unlock()
-	if loaded {
-		p.SetRange(alloc)
+	if p.loaded {
+		p.rebuildLocked()
 	}
 }
 
