@@ -87,7 +87,7 @@ type bench struct {
 	ctx        context.Context
 	c          client.Client
 	o          options
-	kmp        *kubemacpool
+	kmp        *testenv.Process
 	namespaces []string // created by the load series, emptied before start-up
 	table      table
 }
@@ -130,7 +130,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer kmp.stop()
+	defer kmp.Stop()
 
 	b := &bench{ctx: ctx, c: env.Client, o: o, kmp: kmp}
 	b.table.title = fmt.Sprintf("kubemacpool benchmarks (GOMAXPROCS=%d, %s)", runtime.GOMAXPROCS(0), cpuModel())
@@ -157,7 +157,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 // newKubemacpool prepares kubemacpool as hack/local runs it: serving the
 // webhook at the address and with the certificate the API server was
 // configured with, talking to the API server as an administrator.
-func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*kubemacpool, error) {
+func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*testenv.Process, error) {
 	kubeconfig := filepath.Join(workDir, "kubeconfig")
 	data, err := env.Kubeconfig()
 	if err != nil {
@@ -171,11 +171,11 @@ func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*kubemac
 		return nil, err
 	}
 	probeAddr := fmt.Sprintf("127.0.0.1:%d", probePort)
-	return &kubemacpool{
-		binary:   binary,
-		logPath:  logPath,
-		readyURL: "http://" + probeAddr + "/readyz",
-		args: []string{
+	return &testenv.Process{
+		Binary:   binary,
+		LogPath:  logPath,
+		ReadyURL: "http://" + probeAddr + "/readyz",
+		Args: []string{
 			"--kubeconfig", kubeconfig,
 			"--namespace", managerNamespace,
 			"--webhook-host", env.WebhookHost,
@@ -193,10 +193,10 @@ func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*kubemac
 // start starts kubemacpool and waits until it is ready.
 func (b *bench) start() error {
 	say("starting kubemacpool")
-	if err := b.kmp.start(); err != nil {
+	if err := b.kmp.Start(); err != nil {
 		return err
 	}
-	_, err := b.kmp.waitReady(b.ctx, 2*time.Minute)
+	_, err := b.kmp.WaitReady(b.ctx, 2*time.Minute)
 	return err
 }
 
@@ -295,7 +295,7 @@ func (b *bench) settle() error {
 		if waiting == 0 {
 			return nil
 		}
-		if err := b.kmp.alive(); err != nil {
+		if err := b.kmp.Alive(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
@@ -313,7 +313,7 @@ func (b *bench) settle() error {
 
 // memory adds kubemacpool's resident memory to the table.
 func (b *bench) memory(label string) error {
-	rss, err := b.kmp.residentMemory()
+	rss, err := b.kmp.ResidentMemory()
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ const (
 // MAC is adopted, and how much memory it holds then.
 func (b *bench) startup() error {
 	say("stopping kubemacpool")
-	b.kmp.stop()
+	b.kmp.Stop()
 	if err := b.clearEarlierObjects(); err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (b *bench) startup() error {
 	say("starting kubemacpool with %d pods and %d VMs to adopt", b.o.pods, b.o.vms)
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
-	if err := b.kmp.start(); err != nil {
+	if err := b.kmp.Start(); err != nil {
 		return err
 	}
 	// Ready and repair progress side by side: readiness does not wait for
@@ -70,7 +70,7 @@ func (b *bench) startup() error {
 	}
 	readyCh := make(chan result, 1)
 	go func() {
-		after, err := b.kmp.waitReady(ctx, readyTimeout)
+		after, err := b.kmp.WaitReady(ctx, readyTimeout)
 		readyCh <- result{after, err}
 	}()
 	repaired, err := b.waitRepaired(ctx, expected)
@@ -96,11 +96,11 @@ func (b *bench) startup() error {
 // them all.
 func (b *bench) restart(held int) error {
 	say("restarting kubemacpool with %d MACs held", held)
-	b.kmp.stop()
-	if err := b.kmp.start(); err != nil {
+	b.kmp.Stop()
+	if err := b.kmp.Start(); err != nil {
 		return err
 	}
-	ready, err := b.kmp.waitReady(b.ctx, readyTimeout)
+	ready, err := b.kmp.WaitReady(b.ctx, readyTimeout)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (b *bench) fill(ns string) (map[string]bool, error) {
 // waitRepaired lists MACAddresses every repairPoll until each expected one
 // exists, and returns the time since kubemacpool started.
 func (b *bench) waitRepaired(ctx context.Context, expected map[string]bool) (time.Duration, error) {
-	deadline := b.kmp.started.Add(repairTimeout)
+	deadline := b.kmp.Started().Add(repairTimeout)
 	lastReport := time.Now()
 	for {
 		held, err := b.countHeld(ctx, expected)
@@ -195,16 +195,16 @@ func (b *bench) waitRepaired(ctx context.Context, expected map[string]bool) (tim
 			return 0, err
 		}
 		if held == len(expected) {
-			return time.Since(b.kmp.started), nil
+			return time.Since(b.kmp.Started()), nil
 		}
-		if err := b.kmp.alive(); err != nil {
+		if err := b.kmp.Alive(); err != nil {
 			return 0, err
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("only %d of %d MACs adopted %s after kubemacpool started", held, len(expected), repairTimeout)
 		}
 		if time.Since(lastReport) > 10*time.Second {
-			say("%d of %d MACs adopted after %s", held, len(expected), seconds(time.Since(b.kmp.started)))
+			say("%d of %d MACs adopted after %s", held, len(expected), seconds(time.Since(b.kmp.Started())))
 			lastReport = time.Now()
 		}
 		select {

@@ -10,10 +10,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -93,11 +91,11 @@ func run(stateDir string, samples bool) error {
 	if err != nil {
 		return err
 	}
-	kmp := &process{
-		binary:    filepath.Join(root, "bin", "kubemacpool"),
-		log:       filepath.Join(stateDir, "kubemacpool.log"),
-		probePort: probePort,
-		args: []string{
+	kmp := &testenv.Process{
+		Binary:   filepath.Join(root, "bin", "kubemacpool"),
+		LogPath:  filepath.Join(stateDir, "kubemacpool.log"),
+		ReadyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort),
+		Args: []string{
 			"--kubeconfig", kubeconfig,
 			"--namespace", "kubemacpool-system",
 			"--webhook-host", env.WebhookHost,
@@ -110,10 +108,10 @@ func run(stateDir string, samples bool) error {
 			"--kubevirt-poll-interval", "2s",
 		},
 	}
-	if err := kmp.start(); err != nil {
+	if err := startKubemacpool(kmp); err != nil {
 		return err
 	}
-	defer kmp.stop()
+	defer kmp.Stop()
 
 	if samples {
 		if err := applySamples(root, kubectl); err != nil {
@@ -121,7 +119,7 @@ func run(stateDir string, samples bool) error {
 		}
 	}
 	fmt.Println()
-	say("kubemacpool is running; its log is %s", kmp.log)
+	say("kubemacpool is running; its log is %s", kmp.LogPath)
 	say("use the cluster with:   export KUBECONFIG=%s", kubeconfig)
 	say("or:                     ./cluster/kubectl.sh get macaddresses")
 	say("press Ctrl-C to stop; everything is removed on exit")
@@ -132,9 +130,9 @@ func run(stateDir string, samples bool) error {
 		if sig != syscall.SIGHUP {
 			return nil
 		}
-		say("restarting kubemacpool from %s", kmp.binary)
-		kmp.stop()
-		if err := kmp.start(); err != nil {
+		say("restarting kubemacpool from %s", kmp.Binary)
+		kmp.Stop()
+		if err := startKubemacpool(kmp); err != nil {
 			return err
 		}
 	}
@@ -171,59 +169,14 @@ func applySamples(root string, kubectl func(...string) (string, error)) error {
 	return nil
 }
 
-// process is kubemacpool running as its own process, as in a cluster.
-type process struct {
-	binary    string
-	args      []string
-	log       string
-	probePort int
-
-	cmd    *exec.Cmd
-	exited chan error
-}
-
-func (p *process) start() error {
-	logFile, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+// startKubemacpool starts the process and waits until it is ready.
+func startKubemacpool(kmp *testenv.Process) error {
+	if err := kmp.Start(); err != nil {
+		return fmt.Errorf("%w (run make build first)", err)
+	}
+	if _, err := kmp.WaitReady(context.Background(), time.Minute); err != nil {
 		return err
 	}
-	p.cmd = exec.Command(p.binary, p.args...)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s (run make build first): %w", p.binary, err)
-	}
-	exited := make(chan error, 1)
-	p.exited = exited
-	go func() { exited <- p.cmd.Wait(); close(exited); logFile.Close() }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.probePort))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				say("kubemacpool is ready (pid %d)", p.cmd.Process.Pid)
-				return nil
-			}
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("kubemacpool exited before it was ready (%v); see %s", err, p.log)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return errors.New("kubemacpool not ready after 60s; see " + p.log)
-}
-
-func (p *process) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	p.cmd = nil
+	say("kubemacpool is ready")
+	return nil
 }

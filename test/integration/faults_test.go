@@ -2,11 +2,8 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,49 +16,6 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
-
-// churn creates pods and deletes older ones from a few goroutines until
-// stopped. Failures are expected while a fault lasts; they are counted.
-type churn struct {
-	stop            chan struct{}
-	wg              sync.WaitGroup
-	created, failed atomic.Int64
-}
-
-func startChurn(c client.Client, ns string, workers int) *churn {
-	l := &churn{stop: make(chan struct{})}
-	for w := 0; w < workers; w++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			ctx := context.Background()
-			for i := 0; ; i++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				p := pod(ns, fmt.Sprintf("churn-%d-%d", w, i), `[{"name":"a"},{"name":"b"}]`)
-				if err := c.Create(ctx, p); err != nil {
-					l.failed.Add(1)
-					time.Sleep(50 * time.Millisecond)
-					continue
-				}
-				l.created.Add(1)
-				if i%2 == 1 { // delete every other pod: releases happen under faults too
-					old := pod(ns, fmt.Sprintf("churn-%d-%d", w, i-1), "")
-					_ = c.Delete(ctx, old, client.GracePeriodSeconds(0))
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *churn) finish() {
-	close(l.stop)
-	l.wg.Wait()
-}
 
 // Faults during a create/delete load, on a control plane of its own: a
 // replica killed, kube-apiserver killed and restarted, etcd restarted, the
@@ -93,7 +47,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	}
 	startRoundRobin(t, e.WebhookAddr(), func(i int) bool { return replicas[i].ready() }, replicas[0].webhook, replicas[1].webhook)
 
-	load := startChurn(c, "faults", 4)
+	load := startLoad(c, "faults", "churn", 4, true)
 	pause := func() { time.Sleep(2 * time.Second) }
 	pause()
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
@@ -189,7 +190,9 @@ func (r *replica) wait() {
 	}
 }
 
-// load creates pods from a few goroutines until stopped, counting failures.
+// load creates pods from a few goroutines until stopped, counting
+// failures; with churn it also deletes every other pod it made, so
+// releases happen under the same conditions as allocations.
 type load struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
@@ -199,27 +202,33 @@ type load struct {
 	failures []error
 }
 
-func startLoad(ns, prefix string, workers int) *load {
+func startLoad(c client.Client, ns, prefix string, workers int, churn bool) *load {
 	l := &load{stop: make(chan struct{})}
 	for w := 0; w < workers; w++ {
 		l.done.Add(1)
 		go func() {
 			defer l.done.Done()
+			ctx := context.Background()
 			for i := 0; ; i++ {
 				select {
 				case <-l.stop:
 					return
 				default:
 				}
-				p := pod(ns, fmt.Sprintf("%s-%d-%d", prefix, w, i), `[{"name":"a"}]`)
-				if err := env.Client.Create(context.Background(), p); err != nil {
+				p := pod(ns, fmt.Sprintf("%s-%d-%d", prefix, w, i), `[{"name":"a"},{"name":"b"}]`)
+				if err := c.Create(ctx, p); err != nil {
 					l.failed.Add(1)
 					l.mu.Lock()
 					l.failures = append(l.failures, err)
 					l.mu.Unlock()
+					time.Sleep(50 * time.Millisecond) // a fault may last: do not spin
 					continue
 				}
 				l.created.Add(1)
+				if churn && i%2 == 1 {
+					old := pod(ns, fmt.Sprintf("%s-%d-%d", prefix, w, i-1), "")
+					_ = c.Delete(ctx, old, client.GracePeriodSeconds(0))
+				}
 			}
 		}()
 	}
@@ -251,7 +260,7 @@ func TestReplicasSurviveTermAndKill(t *testing.T) {
 	ns := newNamespace(t, nil)
 
 	// Graceful: SIGTERM a during load.
-	l := startLoad(ns, "term", 4)
+	l := startLoad(env.Client, ns, "term", 4, false)
 	time.Sleep(time.Second)
 	a.signal(syscall.SIGTERM)
 	a.wait()
@@ -263,7 +272,7 @@ func TestReplicasSurviveTermAndKill(t *testing.T) {
 
 	// Crash: SIGKILL b during load, with a back.
 	a.start()
-	l = startLoad(ns, "kill", 4)
+	l = startLoad(env.Client, ns, "kill", 4, true)
 	time.Sleep(time.Second)
 	b.signal(syscall.SIGKILL)
 	b.wait()

@@ -1,0 +1,140 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Process is kubemacpool (or any binary with a readiness URL) running as
+// its own process, as in a cluster: its CPU and memory are its own. The
+// local runner and the load program use it.
+type Process struct {
+	Binary   string
+	Args     []string
+	LogPath  string
+	ReadyURL string
+
+	cmd     *exec.Cmd
+	started time.Time
+	exited  chan error
+}
+
+// Start launches the process and returns at once; WaitReady measures from
+// the moment the process was started.
+func (k *Process) Start() error {
+	logFile, err := os.OpenFile(k.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	k.cmd = exec.Command(k.Binary, k.Args...)
+	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
+	k.started = time.Now()
+	if err := k.cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting %s: %w", k.Binary, err)
+	}
+	exited := make(chan error, 1)
+	k.exited = exited
+	go func() {
+		exited <- k.cmd.Wait()
+		close(exited)
+		logFile.Close()
+	}()
+	return nil
+}
+
+// WaitReady polls /readyz often (every 20 ms) so the start-up time it
+// returns, counted from process start, is not rounded up by the polling.
+func (k *Process) WaitReady(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	httpClient := &http.Client{Timeout: time.Second}
+	deadline := time.After(timeout)
+	for {
+		if k.ready(ctx, httpClient) {
+			return time.Since(k.started), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case err := <-k.exited:
+			return 0, fmt.Errorf("%s exited before it was ready (%v); see %s", k.Binary, err, k.LogPath)
+		case <-deadline:
+			return 0, fmt.Errorf("%s not ready after %s; see %s", k.Binary, timeout, k.LogPath)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (k *Process) ready(ctx context.Context, httpClient *http.Client) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.ReadyURL, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Alive reports an error once the process has exited, so a long wait on
+// its work fails at once instead of at its deadline.
+func (k *Process) Alive() error {
+	select {
+	case err := <-k.exited:
+		return fmt.Errorf("%s exited (%v); see %s", k.Binary, err, k.LogPath)
+	default:
+		return nil
+	}
+}
+
+// ResidentMemory is VmRSS of the process, in bytes: what it really holds,
+// unlike the Go heap figures, which leave out stacks, binary and runtime.
+func (k *Process) ResidentMemory() (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", k.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	for scanner.Scan() {
+		// The line reads "VmRSS:	  183456 kB".
+		fields := strings.Fields(scanner.Text())
+		if len(fields) == 3 && fields[0] == "VmRSS:" && fields[2] == "kB" {
+			kb, err := strconv.ParseUint(fields[1], 10, 64)
+			return kb * 1024, err
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no VmRSS line in /proc/PID/status")
+}
+
+// Stop sends SIGTERM (kubemacpool drains, with --shutdown-delay 0s at once)
+// and kills it if it has not exited after 30 s. Safe to call twice.
+func (k *Process) Stop() {
+	if k.cmd == nil || k.cmd.Process == nil {
+		return
+	}
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.exited:
+	case <-time.After(30 * time.Second):
+		_ = k.cmd.Process.Kill()
+		<-k.exited
+	}
+	k.cmd = nil
+}
+
+// Started is when the process was last started.
+func (k *Process) Started() time.Time { return k.started }
