@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -96,6 +97,16 @@ func newReplicaOn(t testing.TB, e *testenv.Env, kubeconfig string) *replica {
 		r.stopSupervising()
 		r.signal(syscall.SIGKILL)
 		r.wait()
+		if t.Failed() && r.logPath != "" {
+			// The replica's own account is what explains a failure.
+			if data, err := os.ReadFile(r.logPath); err == nil {
+				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				if len(lines) > 40 {
+					lines = lines[len(lines)-40:]
+				}
+				t.Logf("last lines of %s:\n%s", r.logPath, strings.Join(lines, "\n"))
+			}
+		}
 	})
 	return r
 }

@@ -250,7 +250,7 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 				g.Expect(live[string(m.Spec.Owner.UID)]).To(BeTrue(), "MACAddress %s outlives its owner %v", m.Name, m.Spec.Owner)
 			}
 		}
-	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 }
 
 func ignoredNamespace(g Gomega, c client.Client, name string) bool {
