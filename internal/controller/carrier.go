@@ -29,6 +29,11 @@ type Kind interface {
 	// Carried lists the MACs obj carries. Values that are not valid MACs are
 	// skipped: they were not written by kubemacpool and hold nothing.
 	Carried(obj client.Object) []Carried
+	// FixedAtCreation says the object keeps the MACs it was created with
+	// whatever later edits say: a pod's interfaces are set up once, when
+	// its sandbox starts, so editing the annotation changes nothing on the
+	// wire and must not free the MAC.
+	FixedAtCreation() bool
 }
 
 // ownerKey identifies an owner object for the MACAddress owner index.

@@ -21,6 +21,10 @@ type VMKind struct{}
 func (VMKind) APIVersion() string { return kubevirtv1.SchemeGroupVersion.String() }
 func (VMKind) Kind() string       { return "VirtualMachine" }
 func (VMKind) New() client.Object { return &kubevirtv1.VirtualMachine{} }
+
+// FixedAtCreation is false: a VM's interfaces may change, and a removed
+// interface's MAC is released once the change is stored.
+func (VMKind) FixedAtCreation() bool { return false }
 func (VMKind) Carried(obj client.Object) []Carried {
 	vm, ok := obj.(*kubevirtv1.VirtualMachine)
 	if !ok {
@@ -37,6 +41,9 @@ type VMIKind struct{}
 func (VMIKind) APIVersion() string { return kubevirtv1.SchemeGroupVersion.String() }
 func (VMIKind) Kind() string       { return "VirtualMachineInstance" }
 func (VMIKind) New() client.Object { return &kubevirtv1.VirtualMachineInstance{} }
+
+// FixedAtCreation is true: a running VMI's interfaces do not change.
+func (VMIKind) FixedAtCreation() bool { return true }
 func (VMIKind) Carried(obj client.Object) []Carried {
 	vmi, ok := obj.(*kubevirtv1.VirtualMachineInstance)
 	if !ok || kubevirt.OwnedByVM(vmi) {

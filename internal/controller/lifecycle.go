@@ -103,12 +103,15 @@ func (l *Lifecycle) reportCollision(m mac.MAC, a, b runtime.Object, aName, bName
 func (l *Lifecycle) currentOwner(ctx context.Context, m *v1alpha1.MACAddress) (client.Object, bool, error) {
 	o := m.Spec.Owner
 	k, ok := l.Kinds.Get(o.Kind)
-	if !ok || o.Name == "" {
+	if !ok || (o.Name == "" && o.GenerateName == "") {
 		return nil, false, nil
 	}
 	address, err := mac.Parse(m.Spec.Address)
 	if err != nil {
 		return nil, false, nil
+	}
+	if o.Name == "" {
+		return l.liveGenerated(ctx, k, o, address)
 	}
 	for _, r := range []client.Reader{l.Client, l.Live} {
 		obj := k.New()
@@ -117,6 +120,32 @@ func (l *Lifecycle) currentOwner(ctx context.Context, m *v1alpha1.MACAddress) (c
 			return nil, false, err
 		}
 		if err == nil && ownerMatches(o, o.Kind, obj) {
+			if _, ok := carries(k, obj, address); ok || (k.FixedAtCreation() && m.IsBound()) {
+				return obj, true, nil
+			}
+		}
+	}
+	return nil, false, nil
+}
+
+// liveGenerated looks, with a live list of the namespace, for an object
+// created from a generateName reservation that carries address. It runs
+// only when such a reservation is about to expire, so that a cache lagging
+// behind never frees a MAC that a new pod already carries.
+func (l *Lifecycle) liveGenerated(ctx context.Context, k Kind, o v1alpha1.Owner, address mac.MAC) (client.Object, bool, error) {
+	list, err := listOf(k, l.Client.Scheme())
+	if err != nil {
+		return nil, false, err
+	}
+	if err := l.Live.List(ctx, list, client.InNamespace(o.Namespace)); err != nil {
+		return nil, false, err
+	}
+	objs, err := objectsOf(list)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, obj := range objs {
+		if ownerMatches(o, o.Kind, obj) {
 			if _, ok := carries(k, obj, address); ok {
 				return obj, true, nil
 			}

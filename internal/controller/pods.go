@@ -15,6 +15,11 @@ type PodKind struct{}
 func (PodKind) APIVersion() string { return "v1" }
 func (PodKind) Kind() string       { return "Pod" }
 func (PodKind) New() client.Object { return &corev1.Pod{} }
+
+// FixedAtCreation is true: Multus sets a pod's interfaces up once, from
+// the annotation as it was when the sandbox started.
+func (PodKind) FixedAtCreation() bool { return true }
+
 func (PodKind) Carried(obj client.Object) []Carried {
 	value := obj.GetAnnotations()[multus.NetworksAnnotation]
 	if value == "" || kubevirt.IsVirtLauncher(obj.GetLabels()) {

@@ -73,6 +73,11 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if holder == nil {
 		return r.adoptFirstManaged(ctx, address, carriers)
 	}
+	if _, known := r.Kinds.Get(holder.Spec.Owner.Kind); !known {
+		// Held for a kind not tracked yet (KubeVirt's, before its CRDs are
+		// found): without a way to look at the owner, never release.
+		return reconcile.Result{RequeueAfter: 30 * time.Second}, nil
+	}
 
 	var owner *carrier
 	for i := range carriers {
@@ -117,13 +122,25 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, err
 		}
 		if !ok {
+			// Another managed object carrying the MAC inherits the
+			// MACAddress in one guarded update: deleting it and adopting it
+			// again would leave a moment in which the MAC looks free.
+			if next, err := r.firstManaged(ctx, carriers); err != nil {
+				return reconcile.Result{}, err
+			} else if next != nil {
+				log.Info("owner gone; the MAC stays held for another object carrying it", "owner", holder.Spec.Owner, "next", next.String())
+				if err := r.bind(ctx, holder, next.kind, next.obj, next.carried); err != nil {
+					return reconcile.Result{}, err
+				}
+				metrics.Adoptions.Inc()
+				return reconcile.Result{}, nil
+			}
 			log.Info("owner gone or no longer carries the MAC; releasing", "owner", holder.Spec.Owner)
 			if err := r.release(ctx, holder); err != nil {
 				return reconcile.Result{}, err
 			}
 			metrics.Releases.Inc()
-			// Another object may carry it too: look again to adopt it.
-			return reconcile.Result{Requeue: len(carriers) > 0}, nil
+			return reconcile.Result{}, nil
 		}
 		k, _ := r.Kinds.Get(holder.Spec.Owner.Kind)
 		c, _ := carries(k, obj, address)
@@ -141,21 +158,30 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 // managed object carrying it; any other carrier is then a collision, which
 // the next pass (triggered by the new MACAddress) reports.
 func (r *MACReconciler) adoptFirstManaged(ctx context.Context, address mac.MAC, carriers []carrier) (reconcile.Result, error) {
-	for _, c := range carriers {
-		managed, err := r.Kinds.Scope(c.kind.Kind()).ManagesName(ctx, r.Client, c.obj.GetNamespace())
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if !managed {
-			continue
-		}
-		err = r.adopt(ctx, c.kind, c.obj, c.carried)
-		if apierrors.IsAlreadyExists(err) {
-			return reconcile.Result{Requeue: true}, nil // a reservation just appeared: look again
-		}
+	c, err := r.firstManaged(ctx, carriers)
+	if err != nil || c == nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, nil
+	err = r.adopt(ctx, c.kind, c.obj, c.carried)
+	if apierrors.IsAlreadyExists(err) {
+		return reconcile.Result{Requeue: true}, nil // a reservation just appeared: look again
+	}
+	return reconcile.Result{}, err
+}
+
+// firstManaged returns the oldest carrier in a namespace kubemacpool
+// manages for its kind, or nil.
+func (r *MACReconciler) firstManaged(ctx context.Context, carriers []carrier) (*carrier, error) {
+	for i, c := range carriers {
+		managed, err := r.Kinds.Scope(c.kind.Kind()).ManagesName(ctx, r.Client, c.obj.GetNamespace())
+		if err != nil {
+			return nil, err
+		}
+		if managed {
+			return &carriers[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // carriersOf lists every object, of every kind, carrying address, oldest first.
@@ -218,7 +244,10 @@ func (r *MACReconciler) SetupWithManager(ctx context.Context, mgr manager.Manage
 	}
 	r.controller = c
 	for _, k := range r.Kinds.All() {
-		if err := r.watchKind(ctx, k); err != nil {
+		if err := r.indexKind(ctx, k); err != nil {
+			return err
+		}
+		if err := r.watchKind(k); err != nil {
 			return err
 		}
 	}
@@ -226,18 +255,24 @@ func (r *MACReconciler) SetupWithManager(ctx context.Context, mgr manager.Manage
 }
 
 // AddKind starts tracking a kind that became available at run time.
+// The kind is indexed first, then known to reconciles, then watched, so
+// that no event of the kind is judged without the kind.
 func (r *MACReconciler) AddKind(ctx context.Context, k Kind, s scope.Scope) error {
-	if err := r.watchKind(ctx, k); err != nil {
+	if err := r.indexKind(ctx, k); err != nil {
 		return err
 	}
 	r.Kinds.Add(k, s)
-	return nil
+	return r.watchKind(k)
 }
 
-func (r *MACReconciler) watchKind(ctx context.Context, k Kind) error {
+func (r *MACReconciler) indexKind(ctx context.Context, k Kind) error {
 	if err := r.indexer.IndexField(ctx, k.New(), carriedIndex, indexCarried(k)); err != nil {
 		return fmt.Errorf("indexing %s by MAC: %w", k.Kind(), err)
 	}
+	return nil
+}
+
+func (r *MACReconciler) watchKind(k Kind) error {
 	return r.controller.Watch(source.Kind(r.cache, k.New(),
 		handler.EnqueueRequestsFromMapFunc(r.macsOf(k)), carriesAny(k)))
 }
@@ -268,12 +303,14 @@ func (r *MACReconciler) macsOf(k Kind) handler.MapFunc {
 }
 
 // carriesAny passes events of objects that carry a MAC, or carried one
-// before an update (so a removed interface's MAC is released).
+// before an update (so a removed interface's MAC is released), and deletes.
 func carriesAny(k Kind) predicate.Funcs {
 	has := func(obj client.Object) bool { return obj != nil && len(k.Carried(obj)) > 0 }
 	return predicate.Funcs{
-		CreateFunc:  func(e event.CreateEvent) bool { return has(e.Object) },
-		DeleteFunc:  func(e event.DeleteEvent) bool { return has(e.Object) },
+		CreateFunc: func(e event.CreateEvent) bool { return has(e.Object) },
+		// Every delete: the object may hold MACs it no longer carries (a
+		// pod whose annotation was edited keeps its MAC until it is gone).
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(e event.GenericEvent) bool { return has(e.Object) },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			return has(e.ObjectOld) || has(e.ObjectNew)

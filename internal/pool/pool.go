@@ -236,42 +236,45 @@ func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
 
 // Claim reserves the MAC m that a user asked for. It may lie outside the
 // range: a MAC in use must be unique whoever chose it. A reservation left by
-// an earlier attempt to create the same named object is accepted.
-func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) error {
+// an earlier attempt to create the same named object is accepted; created
+// says whether this call made the reservation (only those may be released
+// if the request fails after all: an accepted one may belong to an object
+// that was persisted by that earlier attempt).
+func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, err error) {
 	if r.DryRun {
 		holder := &v1alpha1.MACAddress{}
 		err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
 		switch {
 		case apierrors.IsNotFound(err):
-			return nil
+			return true, nil
 		case err != nil:
-			return fmt.Errorf("checking MAC %s: %w", m, err)
+			return false, fmt.Errorf("checking MAC %s: %w", m, err)
 		case sameReservation(holder, r):
-			return nil
+			return false, nil
 		default:
-			return &HeldError{MAC: m, Holder: *holder}
+			return false, &HeldError{MAC: m, Holder: *holder}
 		}
 	}
-	err := p.writer.Create(ctx, newMACAddress(m, r))
+	err = p.writer.Create(ctx, newMACAddress(m, r))
 	if err == nil {
 		p.MarkHeld(m)
-		return nil
+		return true, nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("reserving MAC %s: %w", m, err)
+		return false, fmt.Errorf("reserving MAC %s: %w", m, err)
 	}
 	p.MarkHeld(m)
 	holder := &v1alpha1.MACAddress{}
 	if err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("MAC address %s was being released just now; retry", m)
+			return false, fmt.Errorf("MAC address %s was being released just now; retry", m)
 		}
-		return fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
+		return false, fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
 	}
 	if sameReservation(holder, r) {
-		return nil
+		return false, nil
 	}
-	return &HeldError{MAC: m, Holder: *holder}
+	return false, &HeldError{MAC: m, Holder: *holder}
 }
 
 // Release deletes a reservation the current request made but will not use

@@ -67,10 +67,13 @@ func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) 
 		if s.Held {
 			continue
 		}
-		if err := a.pool.Claim(ctx, m, a.request(s)); err != nil {
+		created, err := a.pool.Claim(ctx, m, a.request(s))
+		if err != nil {
 			return nil, a.fail(ctx, err)
 		}
-		a.taken = append(a.taken, m)
+		if created { // an accepted earlier reservation is not ours to release
+			a.taken = append(a.taken, m)
+		}
 		a.outcomes = append(a.outcomes, metrics.OutcomeUserChosen)
 	}
 	// The pool's reservations are independent API writes: make them at

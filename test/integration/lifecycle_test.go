@@ -258,3 +258,57 @@ func ignoredNamespace(g Gomega, c client.Client, name string) bool {
 	g.Expect(c.Get(context.Background(), client.ObjectKey{Name: name}, ns)).To(Succeed())
 	return ns.Labels["mutatepods.kubemacpool.io"] == "ignore"
 }
+
+// A pod keeps the MACs it was created with: Multus set its interfaces up
+// from the annotation at sandbox start, so editing the annotation later
+// must not free the MAC for someone else.
+func TestPodAnnotationEditKeepsMAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	p := createPod(t, pod(ns, "edited", `[{"name":"n"}]`))
+	m := macsOf(t, p)[0]
+	expectBound(t, m, p)
+
+	p.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"n"}]`
+	g.Expect(env.Client.Update(ctx, p)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		h := macAddress(g, m)
+		g.Expect(h).NotTo(BeNil(), "MAC %s released while the pod's interface still has it", m)
+		g.Expect(h.Spec.Owner.UID).To(Equal(p.UID))
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+
+	g.Expect(env.Client.Delete(ctx, p)).To(Succeed())
+	expectReleased(t, m)
+}
+
+// When the holder goes away while another managed object carries the same
+// MAC, the MACAddress passes to that object in one update: at no moment
+// does the MAC look free.
+func TestHolderGoneMACPassesToOtherCarrier(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	a := createPod(t, pod(ns, "a", `[{"name":"n"}]`))
+	m := macsOf(t, a)[0]
+	expectBound(t, m, a)
+
+	// b gets the same MAC in a namespace kubemacpool ignored at the time,
+	// which is managed afterwards.
+	other := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
+	b := createPod(t, pod(other, "b", `[{"name":"n","mac":"`+m.String()+`"}]`))
+	nsObj := &corev1.Namespace{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Name: other}, nsObj)).To(Succeed())
+	nsObj.Labels = nil
+	g.Expect(env.Client.Update(ctx, nsObj)).To(Succeed())
+
+	g.Expect(env.Client.Delete(ctx, a)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		h := macAddress(g, m)
+		g.Expect(h).NotTo(BeNil())
+		g.Expect(h.Spec.Owner.UID).To(Equal(b.UID))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	g.Expect(macAddress(g, m).CreationTimestamp).NotTo(BeZero())
+}

@@ -300,6 +300,26 @@ func TestReservationOfRefusedPodExpires(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(reservationsFor(g, ns, "refused")).To(BeEmpty())
 	}).WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	// The same for a pod of a controller, known only by its generateName.
+	gen := pod(ns, "", `[{"name":"a"}]`)
+	gen.GenerateName = "refused-"
+	gen.Labels = map[string]string{"reject-me": "true"}
+	g.Expect(env.Client.Create(ctx, gen)).To(MatchError(ContainSubstring("rejected by test policy")))
+	generated := func(g Gomega) []v1alpha1.MACAddress {
+		list := &v1alpha1.MACAddressList{}
+		g.Expect(env.Client.List(ctx, list)).To(Succeed())
+		var out []v1alpha1.MACAddress
+		for _, m := range list.Items {
+			if m.Spec.Owner.Namespace == ns && m.Spec.Owner.GenerateName == "refused-" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	g.Expect(generated(g)).To(HaveLen(1))
+	g.Eventually(func(g Gomega) { g.Expect(generated(g)).To(BeEmpty()) }).
+		WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 }
 
 func reservationsFor(g Gomega, namespace, name string) []v1alpha1.MACAddress {

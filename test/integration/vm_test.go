@@ -321,6 +321,19 @@ func TestKubeVirtInstalledAfterStart(t *testing.T) {
 	g.Expect(bare.Client.Create(ctx, p)).To(Succeed())
 	g.Expect(macsOf(t, p)).To(HaveLen(1))
 
+	// A MAC held for a VM before kubemacpool knows VMs must not be
+	// released for want of a way to look at its owner.
+	early := &v1alpha1.MACAddress{
+		ObjectMeta: metav1.ObjectMeta{Name: "02-ab-00-00-00-01"},
+		Spec: v1alpha1.MACAddressSpec{Address: "02:ab:00:00:00:01", Owner: v1alpha1.Owner{
+			APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: "vms", Name: "restored", UID: "4a1c0f3e-0000-4000-8000-000000000001"}},
+		Status: v1alpha1.MACAddressStatus{Phase: v1alpha1.PhaseBound},
+	}
+	g.Expect(bare.Client.Create(ctx, early)).To(Succeed())
+	g.Consistently(func() error {
+		return bare.Client.Get(ctx, client.ObjectKeyFromObject(early), &v1alpha1.MACAddress{})
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+
 	installCRDs(t, bare, "test/fixtures/crds/kubevirt.yaml")
 	vm := newVM("vms", "vm", iface{"a", "bridge", "net-a", ""})
 	g.Eventually(func() error { return bare.Client.Create(ctx, vm) }).WithTimeout(30 * time.Second).Should(Succeed())
