@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/certs"
@@ -24,11 +23,7 @@ import (
 func TestSelfManagedCertificates(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	e, err := testenv.Start(testenv.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = e.Stop() })
-	g.Expect(e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
-	g.Expect(e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "certs"}})).To(Succeed())
+	e := ownControlPlane(t, testenv.Options{}, managerNamespace, "certs")
 
 	o := optionsFor(t, e)
 	o.CertMode = manager.CertModeSelf

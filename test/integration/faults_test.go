@@ -26,12 +26,8 @@ import (
 func TestFaultsUnderLoad(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	e, err := testenv.Start(testenv.Options{EtcdDataDir: t.TempDir()})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = e.Stop() })
+	e := ownControlPlane(t, testenv.Options{EtcdDataDir: t.TempDir()}, managerNamespace, "faults")
 	c := e.Client
-	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
-	g.Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "faults"}})).To(Succeed())
 	rangeCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeConfigMapName},
 		Data: map[string]string{"START_POOL_RANGE": "02:d0:00:00:00:00", "END_POOL_RANGE": "02:d0:00:00:0f:ff"}}
 	g.Expect(c.Create(ctx, rangeCM)).To(Succeed())

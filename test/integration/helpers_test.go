@@ -19,6 +19,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
+	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
 const managerNamespace = "kubemacpool-system"
@@ -187,4 +188,22 @@ func podsIn(g Gomega, namespace string) []corev1.Pod {
 	list := &corev1.PodList{}
 	g.Expect(env.Client.List(context.Background(), list, client.InNamespace(namespace))).To(Succeed())
 	return list.Items
+}
+
+// ownControlPlane starts a control plane for one test, apart from the shared
+// one (for tests that break it, or need it without something), with the
+// given namespaces created, and stops it when the test ends.
+func ownControlPlane(t testing.TB, o testenv.Options, namespaces ...string) *testenv.Env {
+	t.Helper()
+	e, err := testenv.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Stop() })
+	for _, ns := range namespaces {
+		if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatalf("creating namespace %s: %v", ns, err)
+		}
+	}
+	return e
 }

@@ -46,9 +46,7 @@ func TestReleaseManifestCurrent(t *testing.T) {
 // The release manifest is accepted whole by a real API server.
 func TestReleaseManifestApplies(t *testing.T) {
 	g := NewWithT(t)
-	e, err := testenv.Start(testenv.Options{WithoutWebhooks: true})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = e.Stop() })
+	e := ownControlPlane(t, testenv.Options{WithoutWebhooks: true})
 	kubeconfig, err := e.Kubeconfig()
 	g.Expect(err).NotTo(HaveOccurred())
 	path := filepath.Join(t.TempDir(), "kubeconfig")

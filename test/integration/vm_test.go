@@ -7,7 +7,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -309,14 +308,9 @@ func TestVMNamespaceLabel(t *testing.T) {
 func TestKubeVirtInstalledAfterStart(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	bare, err := testenv.Start(testenv.Options{})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = bare.Stop() })
-	o := optionsFor(t, bare)
-	g.Expect(bare.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})).To(Succeed())
-	startManagerOn(t, bare, o)
+	bare := ownControlPlane(t, testenv.Options{}, managerNamespace, "vms")
+	startManagerOn(t, bare, optionsFor(t, bare))
 
-	g.Expect(bare.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vms"}})).To(Succeed())
 	p := pod("vms", "p", `[{"name":"a"}]`)
 	g.Expect(bare.Client.Create(ctx, p)).To(Succeed())
 	g.Expect(macsOf(t, p)).To(HaveLen(1))
