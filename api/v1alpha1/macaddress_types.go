@@ -41,6 +41,15 @@ type Owner struct {
 	UID types.UID `json:"uid,omitempty"`
 }
 
+// DisplayName is the owner's name, or its generateName followed by "*"
+// while the generated name is not known yet.
+func (o Owner) DisplayName() string {
+	if o.Name != "" {
+		return o.Name
+	}
+	return o.GenerateName + "*"
+}
+
 // MACAddressSpec describes who holds the MAC and what for.
 type MACAddressSpec struct {
 	// Address is the MAC in canonical lowercase colon form.

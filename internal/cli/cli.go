@@ -134,9 +134,9 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 		return err
 	}
 	o := holder.Spec.Owner
-	name := o.Name
-	if name == "" {
-		name = o.GenerateName + "* (generated name not known yet)"
+	name := o.DisplayName()
+	if o.Name == "" {
+		name += " (generated name not known yet)"
 	}
 	phase := holder.Status.Phase
 	if phase == "" {

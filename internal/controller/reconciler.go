@@ -111,7 +111,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 		metrics.ExpiredReservations.Inc()
 		r.Recorder.Eventf(holder, nil, corev1.EventTypeWarning, "ReservationExpired", "Release",
 			"MAC %s was reserved for %s %s/%s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
-			address, holder.Spec.Owner.Kind, holder.Spec.Owner.Namespace, ownerName(holder.Spec.Owner), r.Grace)
+			address, holder.Spec.Owner.Kind, holder.Spec.Owner.Namespace, holder.Spec.Owner.DisplayName(), r.Grace)
 		return reconcile.Result{}, nil
 	}
 
@@ -316,11 +316,4 @@ func carriesAny(k Kind) predicate.Funcs {
 			return has(e.ObjectOld) || has(e.ObjectNew)
 		},
 	}
-}
-
-func ownerName(o v1alpha1.Owner) string {
-	if o.Name != "" {
-		return o.Name
-	}
-	return o.GenerateName + "*"
 }

@@ -47,11 +47,7 @@ type HeldError struct {
 
 func (e *HeldError) Error() string {
 	o := e.Holder.Spec.Owner
-	name := o.Name
-	if name == "" {
-		name = o.GenerateName + "*"
-	}
-	holder := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, name)
+	holder := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName())
 	if e.Holder.Spec.Network != "" {
 		holder += fmt.Sprintf(" (network %s)", e.Holder.Spec.Network)
 	}

@@ -219,13 +219,6 @@ func refusal(err error) admission.Response {
 	}
 }
 
-func ownerName(o v1alpha1.Owner) string {
-	if o.Name != "" {
-		return o.Name
-	}
-	return o.GenerateName + "*"
-}
-
 // escapePointer escapes a map key for use in a JSON pointer (RFC 6901).
 func escapePointer(key string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)

@@ -97,7 +97,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	a.done()
-	h.Log.V(1).Info("assigned MACs", "namespace", req.Namespace, "pod", ownerName(owner), "macs", macs, "dryRun", a.dryRun)
+	h.Log.V(1).Info("assigned MACs", "namespace", req.Namespace, "pod", owner.DisplayName(), "macs", macs, "dryRun", a.dryRun)
 	// Only the annotation changes: other webhooks may have written other
 	// annotations, and a patch of the whole map would clobber them.
 	return admission.Patched("MACs assigned", jsonpatch.Operation{

@@ -128,7 +128,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	if len(patches) == 0 {
 		return admission.Allowed("every interface already has its MAC")
 	}
-	h.Log.V(1).Info("assigned MACs", "kind", kind, "namespace", req.Namespace, "name", ownerName(a.owner), "macs", macs, "dryRun", a.dryRun)
+	h.Log.V(1).Info("assigned MACs", "kind", kind, "namespace", req.Namespace, "name", a.owner.DisplayName(), "macs", macs, "dryRun", a.dryRun)
 	return admission.Patched("MACs assigned", patches...)
 }
 
