@@ -2,14 +2,18 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -70,11 +74,26 @@ func firstOf(data map[string]string, keys ...string) string {
 	return ""
 }
 
+// RangeRecordName is the ConfigMap where kubemacpool records the range in
+// force, written whenever a valid configuration is applied. A replica that
+// starts while the admin's ConfigMap is invalid has no "range in force" of
+// its own; it takes this one, so a typo in the ConfigMap followed by a
+// rollout or a node drain does not leave every replica unready (and, with
+// failurePolicy Fail, every pod with networks uncreatable).
+const RangeRecordName = "kubemacpool-mac-range-in-force"
+
+// recordCheckInterval is how often a replica retries writing the record
+// after a failed write.
+const recordCheckInterval = 10 * time.Second
+
 // RangeLoader applies the range ConfigMap to the pool, live. It runs on
 // every replica. An invalid range is refused loudly (a Warning event on the
-// ConfigMap and an error log) and the range in force stays.
+// ConfigMap and an error log) and the range in force stays: on a replica
+// that has just started, the one recorded in RangeRecordName.
 type RangeLoader struct {
-	Cache     cache.Cache
+	Cache cache.Cache
+	// Writer writes the record of the range in force.
+	Writer    client.Client
 	Pool      *pool.Pool
 	Namespace string
 	Recorder  events.EventRecorder
@@ -82,14 +101,31 @@ type RangeLoader struct {
 	// OnError is called when a configuration is refused (for metrics).
 	OnError func()
 
-	mu      sync.Mutex
-	current string // the last applied configuration, to skip no-op reloads
+	mu       sync.Mutex
+	current  map[string]string // the configuration in force, canonical; nil before the first
+	recorded bool              // whether RangeRecordName holds current
+	refusal  error             // why nothing is in force yet, when a configuration was refused
+	refused  map[string]string // the configuration last refused, reported once
 }
 
 // NeedLeaderElection is false: every replica allocates.
 func (l *RangeLoader) NeedLeaderElection() bool { return false }
 
-// Start loads the range once the cache is synced and on every change.
+// NotLoadedReason says why no range is in force yet: the refusal of an
+// invalid configuration when there was no earlier range to keep, or that
+// the configuration has not been read yet.
+func (l *RangeLoader) NotLoadedReason() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refusal != nil {
+		return fmt.Errorf("MAC range configuration in ConfigMap %s/%s refused and no earlier range recorded: %w; fix the ConfigMap",
+			l.Namespace, RangeConfigMapName, l.refusal)
+	}
+	return errors.New("MAC range not loaded yet")
+}
+
+// Start loads the range once the cache is synced and on every change, and
+// keeps retrying the record until it is written.
 func (l *RangeLoader) Start(ctx context.Context) error {
 	informer, err := l.Cache.GetInformer(ctx, &corev1.ConfigMap{})
 	if err != nil {
@@ -114,8 +150,18 @@ func (l *RangeLoader) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	l.load(ctx)
-	<-ctx.Done()
-	return nil
+	ticker := time.NewTicker(recordCheckInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			l.mu.Lock()
+			l.record(ctx)
+			l.mu.Unlock()
+		}
+	}
 }
 
 func (l *RangeLoader) load(ctx context.Context) {
@@ -135,25 +181,123 @@ func (l *RangeLoader) load(ctx context.Context) {
 	}
 	alloc, err := ParseRangeConfig(data)
 	if err != nil {
-		if l.OnError != nil {
-			l.OnError()
-		}
-		l.Log.Error(err, "refusing the MAC range configuration; the range in force stays", "configmap", l.Namespace+"/"+RangeConfigMapName)
-		if cm != nil {
-			l.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "InvalidRange", "LoadRange",
-				"MAC range configuration refused, the range in force stays: %v", err)
+		// The same configuration is seen more than once (informer add,
+		// the load after sync, resyncs): refuse it once, not per sighting.
+		if !maps.Equal(data, l.refused) {
+			l.refused = data
+			l.refuse(ctx, cm, err)
 		}
 		return
 	}
-	key := fmt.Sprintf("%s universal=%v", alloc.Range(), alloc.AllowUniversal())
-	if key == l.current {
+	l.refused = nil
+	l.apply(alloc, cm)
+	l.record(ctx)
+}
+
+// refuse reports an invalid configuration. On a replica with no range in
+// force yet it falls back to the recorded one.
+func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err error) {
+	if l.OnError != nil {
+		l.OnError()
+	}
+	if l.current == nil {
+		if alloc, ok := l.recordedRange(ctx); ok {
+			l.Log.Error(err, "refusing the MAC range configuration; using the range last in force, recorded in ConfigMap "+RangeRecordName,
+				"configmap", l.Namespace+"/"+RangeConfigMapName, "range", alloc.Range().String())
+			l.warn(cm, "MAC range configuration refused, the range last in force (%s, recorded in ConfigMap %s) stays: %v", alloc.Range(), RangeRecordName, err)
+			l.apply(alloc, nil)
+			l.recorded = true
+			return
+		}
+		l.refusal = err
+		l.Log.Error(err, "refusing the MAC range configuration; no earlier range is recorded, so this replica stays not ready until the ConfigMap is fixed",
+			"configmap", l.Namespace+"/"+RangeConfigMapName)
+		l.warn(cm, "MAC range configuration refused and no earlier range is recorded; kubemacpool is not ready until this is fixed: %v", err)
+		return
+	}
+	l.Log.Error(err, "refusing the MAC range configuration; the range in force stays", "configmap", l.Namespace+"/"+RangeConfigMapName)
+	l.warn(cm, "MAC range configuration refused, the range in force stays: %v", err)
+}
+
+// warn puts an InvalidRange Warning event on the range ConfigMap.
+func (l *RangeLoader) warn(cm *corev1.ConfigMap, format string, args ...any) {
+	if cm != nil { // absent means the default range, which is never refused
+		l.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "InvalidRange", "LoadRange", format, args...)
+	}
+}
+
+// apply puts alloc in force, unless it already is.
+func (l *RangeLoader) apply(alloc mac.Allocatable, cm *corev1.ConfigMap) {
+	data := rangeData(alloc)
+	if maps.Equal(data, l.current) {
 		return
 	}
 	l.Pool.SetRange(alloc)
-	l.current = key
+	l.current, l.recorded, l.refusal = data, false, nil
 	l.Log.Info("MAC range in force", "range", alloc.Range().String(), "allowUniversal", alloc.AllowUniversal(), "allocatable", alloc.Size())
 	if cm != nil {
 		l.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, "RangeApplied", "LoadRange",
 			"MAC range %s in force (%d allocatable addresses)", alloc.Range(), alloc.Size())
 	}
 }
+
+// rangeData is alloc as range ConfigMap data, in canonical form.
+func rangeData(alloc mac.Allocatable) map[string]string {
+	return map[string]string{
+		KeyStart:          alloc.Range().Start.String(),
+		KeyEnd:            alloc.Range().End.String(),
+		KeyAllowUniversal: strconv.FormatBool(alloc.AllowUniversal()),
+	}
+}
+
+// recordedRange reads the record of the range last in force.
+func (l *RangeLoader) recordedRange(ctx context.Context) (mac.Allocatable, bool) {
+	cm := &corev1.ConfigMap{}
+	if err := l.Cache.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: RangeRecordName}, cm); err != nil {
+		if !apierrors.IsNotFound(err) {
+			l.Log.Error(err, "reading the record of the range last in force")
+		}
+		return mac.Allocatable{}, false
+	}
+	alloc, err := ParseRangeConfig(cm.Data)
+	if err != nil || len(cm.Data) == 0 {
+		l.Log.Error(err, "ignoring an unreadable record of the range last in force", "configmap", l.Namespace+"/"+RangeRecordName)
+		return mac.Allocatable{}, false
+	}
+	return alloc, true
+}
+
+// record writes the range in force to RangeRecordName, if it is not there
+// yet. Every replica does it (the writes are equal); a failure is retried
+// by the ticker in Start. Called with l.mu held.
+func (l *RangeLoader) record(ctx context.Context) {
+	if l.current == nil || l.recorded {
+		return
+	}
+	key := client.ObjectKey{Namespace: l.Namespace, Name: RangeRecordName}
+	cm := &corev1.ConfigMap{}
+	err := l.Cache.Get(ctx, key, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		cm.Annotations = map[string]string{recordNoteAnnotation: recordNote}
+		cm.Data = l.current
+		err = l.Writer.Create(ctx, cm)
+	case err == nil && maps.Equal(cm.Data, l.current):
+	case err == nil:
+		cm = cm.DeepCopy()
+		cm.Data = l.current
+		err = l.Writer.Update(ctx, cm)
+	}
+	if err != nil {
+		l.Log.Info("could not record the range in force yet; will retry", "configmap", l.Namespace+"/"+RangeRecordName, "error", err.Error())
+		return
+	}
+	l.recorded = true
+}
+
+const (
+	recordNoteAnnotation = "kubemacpool.io/note"
+	recordNote           = "Written by kubemacpool: the MAC range last in force, used by a replica that starts while " +
+		RangeConfigMapName + " is invalid. Edit " + RangeConfigMapName + ", not this."
+)

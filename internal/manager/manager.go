@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -270,7 +272,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 
 	poolSync := &controller.PoolSync{Cache: mgr.GetCache(), Pool: macPool, Resync: o.RepairInterval, Log: log.WithName("pool")}
 	rangeLoader := &controller.RangeLoader{
-		Cache: mgr.GetCache(), Pool: macPool, Namespace: o.Namespace,
+		Cache: mgr.GetCache(), Writer: mgr.GetClient(), Pool: macPool, Namespace: o.Namespace,
 		Recorder: recorder, Log: log.WithName("range"),
 		OnError: metrics.RangeConfigErrors.Inc,
 	}
@@ -328,12 +330,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	// Ready means able to allocate: the range is loaded, the index has seen
 	// every MACAddress, and the webhook server is listening.
 	webhookStarted := mgr.GetWebhookServer().StartedChecker()
-	if err := mgr.AddReadyzCheck("allocator", func(req *http.Request) error {
+	notReady := func(req *http.Request) error {
 		switch {
 		case inst.draining.Load():
 			return errors.New("shutting down")
 		case !macPool.Ready():
-			return errors.New("MAC range not loaded yet")
+			return rangeLoader.NotLoadedReason()
 		case !poolSync.Synced():
 			return errors.New("MACAddress index not synced yet")
 		}
@@ -343,10 +345,37 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			}
 		}
 		return webhookStarted(req)
-	}); err != nil {
+	}
+	if err := mgr.AddReadyzCheck("allocator", logChanges(log.WithName("readiness"), notReady)); err != nil {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// logChanges wraps a readiness check so that each change of its answer is
+// logged with the reason: the probe endpoint itself only says "failed", and
+// an operator looking at a replica that stays unready needs the why.
+func logChanges(log logr.Logger, check healthz.Checker) healthz.Checker {
+	var mu sync.Mutex
+	last := "not checked yet"
+	return func(req *http.Request) error {
+		err := check(req)
+		now := "ready"
+		if err != nil {
+			now = err.Error()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if now != last {
+			if err != nil {
+				log.Info("not ready", "reason", now)
+			} else {
+				log.Info("ready")
+			}
+			last = now
+		}
+		return err
+	}
 }
 
 // Run serves until ctx ends, then drains: the replica reports not ready but

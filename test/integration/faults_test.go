@@ -88,6 +88,11 @@ func TestFaultsUnderLoad(t *testing.T) {
 	t.Logf("load under faults: %d pods created, %d creates failed", load.created.Load(), load.failed.Load())
 	g.Expect(load.created.Load()).To(BeNumerically(">", 50))
 
+	for i, r := range replicas {
+		r.mu.Lock()
+		t.Logf("replica %d started %d times", i, r.launches)
+		r.mu.Unlock()
+	}
 	for _, r := range replicas {
 		g.Eventually(r.ready).WithTimeout(60*time.Second).Should(BeTrue(), "replica back after the faults; log %s", r.logPath)
 	}

@@ -63,6 +63,7 @@ type replica struct {
 	exited     chan struct{}
 	quit       chan struct{}
 	supervised chan struct{}
+	launches   int // process starts, the first included
 }
 
 func newReplica(t testing.TB, kubeconfig string) *replica { return newReplicaOn(t, env, kubeconfig) }
@@ -100,7 +101,14 @@ func newReplicaOn(t testing.TB, e *testenv.Env, kubeconfig string) *replica {
 		if t.Failed() && r.logPath != "" {
 			// The replica's own account is what explains a failure.
 			if data, err := os.ReadFile(r.logPath); err == nil {
-				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				var lines []string
+				for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+					// controller-runtime logs every failed probe without
+					// its reason; kubemacpool's own "not ready" line says why.
+					if !strings.Contains(line, "healthz check failed") {
+						lines = append(lines, line)
+					}
+				}
 				if len(lines) > 40 {
 					lines = lines[len(lines)-40:]
 				}
@@ -171,6 +179,7 @@ func (r *replica) launch() {
 	exited := make(chan struct{})
 	r.mu.Lock()
 	r.cmd, r.exited = cmd, exited
+	r.launches++
 	r.mu.Unlock()
 	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
 }

@@ -3,16 +3,20 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 )
 
 // The range comes from the ConfigMap, changes apply live, MACs held outside
@@ -53,10 +57,11 @@ func TestRangeConfigMapAppliesLive(t *testing.T) {
 }
 
 // An invalid range is refused loudly (a Warning event on the ConfigMap) and
-// the range in force stays.
+// the range in force stays, also for a replica that starts while the
+// ConfigMap is invalid: it takes the range recorded as last in force.
 func TestInvalidRangeRefusedOldStays(t *testing.T) {
 	g := NewWithT(t)
-	startManager(t, testOptions(t))
+	first := startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
 	setRange(t, map[string]string{"START_POOL_RANGE": "02:40:00:00:00:00", "END_POOL_RANGE": "02:40:00:00:00:ff"})
 	good := mac.Range{Start: mustMAC("02:40:00:00:00:00"), End: mustMAC("02:40:00:00:00:ff")}
@@ -83,6 +88,61 @@ func TestInvalidRangeRefusedOldStays(t *testing.T) {
 	events := eventsAbout(g, managerNamespace, "kubemacpool-mac-range-config", "InvalidRange")
 	g.Expect(events[0].Type).To(Equal(corev1.EventTypeWarning))
 	g.Expect(events[0].Note).To(ContainSubstring("range in force stays"))
+
+	// A rollout while the ConfigMap is still invalid: the new replica is
+	// ready (startManager waits for it) and allocates from the good range.
+	first.Stop()
+	startManager(t, testOptions(t))
+	p := createPod(t, pod(ns, "after-restart", `[{"name":"a"}]`))
+	g.Expect(good.Contains(macsOf(t, p)[0])).To(BeTrue(), "a restarted replica must keep the range last in force")
+	g.Eventually(func(g Gomega) {
+		var notes []string
+		for _, e := range eventsAbout(g, managerNamespace, "kubemacpool-mac-range-config", "InvalidRange") {
+			notes = append(notes, e.Note)
+		}
+		g.Expect(notes).To(ContainElement(ContainSubstring("range last in force (02:40:00:00:00:00-02:40:00:00:00:ff")))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// With an invalid ConfigMap and no range ever in force there is nothing to
+// fall back on: the replica stays unready, its log says why, and fixing the
+// ConfigMap makes it ready.
+func TestInvalidRangeOnFirstStartIsNotReady(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeRecordName}}
+	g.Expect(client.IgnoreNotFound(env.Client.Delete(ctx, record))).To(Succeed())
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:41:00:00:00:ff", "END_POOL_RANGE": "02:41:00:00:00:00"})
+
+	o := testOptions(t)
+	kmp, err := manager.New(ctx, env.Config, o)
+	g.Expect(err).NotTo(HaveOccurred())
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- kmp.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	probe := func() string {
+		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz?verbose")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		return resp.Status
+	}
+	g.Eventually(func(g Gomega) {
+		events := eventsAbout(g, managerNamespace, "kubemacpool-mac-range-config", "InvalidRange")
+		g.Expect(events).NotTo(BeEmpty())
+		g.Expect(events[len(events)-1].Note).To(ContainSubstring("no earlier range is recorded"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Consistently(probe).WithTimeout(2 * time.Second).Should(HavePrefix("500"))
+
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:41:00:00:00:00", "END_POOL_RANGE": "02:41:00:00:00:ff"})
+	g.Eventually(probe).WithTimeout(30 * time.Second).Should(Equal("200 OK"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(record), record)).To(Succeed())
+		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:41:00:00:00:00"))
+	}).WithTimeout(30*time.Second).Should(Succeed(), "the range in force is recorded")
 }
 
 // A full pool refuses new pods with a message naming the range and how many
