@@ -41,7 +41,7 @@ func (r Reporter) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Nam
 // FromPod returns what a running pod reports. virt-launcher pods are left
 // out: they report their VMI's MACs, which the VMI reports itself.
 func FromPod(pod *corev1.Pod) (Reporter, bool) {
-	if pod.Status.Phase != corev1.PodRunning || kubevirt.IsVirtLauncher(pod.Labels) {
+	if pod.Status.Phase != corev1.PodRunning || kubevirt.IsVirtLauncher(pod) {
 		return Reporter{}, false
 	}
 	r := Reporter{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}

@@ -22,7 +22,7 @@ func (PodKind) FixedAtCreation() bool { return true }
 
 func (PodKind) Carried(obj client.Object) []Carried {
 	value := obj.GetAnnotations()[multus.NetworksAnnotation]
-	if value == "" || kubevirt.IsVirtLauncher(obj.GetLabels()) {
+	if value == "" || kubevirt.IsVirtLauncher(obj) {
 		return nil
 	}
 	elems, err := multus.Parse(value, obj.GetNamespace())

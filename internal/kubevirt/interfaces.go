@@ -4,6 +4,9 @@
 package kubevirt
 
 import (
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -74,9 +77,27 @@ func OwnedByVM(vmi *kubevirtv1.VirtualMachineInstance) bool {
 	return false
 }
 
-// IsVirtLauncher reports whether pod labels mark a virt-launcher pod, the
-// pod KubeVirt runs a VM in. It carries the VM's MACs, which the VM holds:
-// the pod webhook must not add MACs to it, nor count it as a holder.
-func IsVirtLauncher(labels map[string]string) bool {
-	return labels["kubevirt.io"] == "virt-launcher"
+// LauncherOf returns the name of the VirtualMachineInstance whose
+// virt-launcher pod this is: the pod KubeVirt runs a VM in. It carries the
+// MACs of that VMI (held by the VMI, or by the VM of the same name), so the
+// pod webhook must not give it more, nor count it as a holder. Both marks
+// are required, the label and a controller reference to a VMI: a label
+// alone is one any user can write, and would let a pod past every check.
+func LauncherOf(pod metav1.Object) (vmi string, ok bool) {
+	if pod.GetLabels()["kubevirt.io"] != "virt-launcher" {
+		return "", false
+	}
+	for _, ref := range pod.GetOwnerReferences() {
+		if ref.Kind == "VirtualMachineInstance" && ref.Controller != nil && *ref.Controller &&
+			strings.HasPrefix(ref.APIVersion, Group+"/") {
+			return ref.Name, true
+		}
+	}
+	return "", false
+}
+
+// IsVirtLauncher reports whether pod is a virt-launcher pod (see LauncherOf).
+func IsVirtLauncher(pod metav1.Object) bool {
+	_, ok := LauncherOf(pod)
+	return ok
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -409,8 +410,8 @@ func slim(obj any) (any, error) {
 }
 
 // slimPod keeps only what kubemacpool reads of a pod, so the cache stays
-// small on clusters with many pods: identity, labels, and the Multus
-// annotations.
+// small on clusters with many pods: identity, labels, the Multus
+// annotations, and the owner of a virt-launcher pod.
 func slimPod(pod *corev1.Pod) *corev1.Pod {
 	slim := &corev1.Pod{}
 	slim.Name = pod.Name
@@ -421,6 +422,10 @@ func slimPod(pod *corev1.Pod) *corev1.Pod {
 	slim.CreationTimestamp = pod.CreationTimestamp
 	slim.DeletionTimestamp = pod.DeletionTimestamp
 	slim.Labels = pod.Labels
+	if _, launcher := kubevirt.LauncherOf(pod); launcher {
+		// The VMI reference is what makes a virt-launcher pod one.
+		slim.OwnerReferences = pod.OwnerReferences
+	}
 	for _, key := range []string{multus.NetworksAnnotation, collision.NetworkStatusAnnotation, collision.OldNetworkStatusAnnotation} {
 		if v, ok := pod.Annotations[key]; ok {
 			if slim.Annotations == nil {

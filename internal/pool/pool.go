@@ -273,6 +273,20 @@ func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, e
 	return false, &HeldError{MAC: m, Holder: *holder}
 }
 
+// Holder returns the MACAddress holding m, read from the API server, or
+// nil when m is free.
+func (p *Pool) Holder(ctx context.Context, m mac.MAC) (*v1alpha1.MACAddress, error) {
+	holder := &v1alpha1.MACAddress{}
+	err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("checking MAC %s: %w", m, err)
+	}
+	return holder, nil
+}
+
 // Release deletes a reservation the current request made but will not use
 // (a later network of the same object was refused). Nothing can have bound
 // it: the object it was for has not been persisted.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -54,15 +55,15 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if !ok || strings.TrimSpace(value) == "" {
 		return admission.Allowed("no secondary networks")
 	}
-	if kubevirt.IsVirtLauncher(pod.Metadata.Labels) {
-		return admission.Allowed("virt-launcher pods carry the MACs of their VM")
-	}
 	managed, err := h.Scope.ManagesName(ctx, h.Namespaces, req.Namespace)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if !managed {
 		return admission.Allowed("namespace not managed by kubemacpool")
+	}
+	if vmi, ok := kubevirt.LauncherOf(&pod.Metadata); ok {
+		return h.checkLauncher(ctx, req, vmi, value)
 	}
 
 	elems, err := multus.Parse(value, req.Namespace)
@@ -105,4 +106,37 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		Path:      "/metadata/annotations/" + escapePointer(multus.NetworksAnnotation),
 		Value:     updated,
 	})
+}
+
+// checkLauncher admits a virt-launcher pod, which carries the MACs of its
+// VMI and gets none of its own, after checking that each MAC it carries is
+// free or held for that VMI (or its VM, which has the same name): a pod
+// that merely claims to be a launcher cannot take somebody else's MAC.
+func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, vmi, networks string) admission.Response {
+	elems, err := multus.Parse(networks, req.Namespace)
+	if err != nil {
+		return admission.Denied("kubemacpool: " + err.Error())
+	}
+	for _, e := range elems {
+		if e.MAC() == "" {
+			continue
+		}
+		m, err := mac.Parse(e.MAC())
+		if err != nil {
+			return admission.Denied(fmt.Sprintf("kubemacpool: network %s: %v", e.NetworkKey(), err))
+		}
+		holder, err := h.Pool.Holder(ctx, m)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if holder == nil {
+			continue
+		}
+		o := holder.Spec.Owner
+		if o.Namespace == req.Namespace && o.Name == vmi && (o.Kind == "VirtualMachineInstance" || o.Kind == "VirtualMachine") {
+			continue
+		}
+		return refusal(&pool.HeldError{MAC: m, Holder: *holder})
+	}
+	return admission.Allowed("virt-launcher pods carry the MACs of their VMI")
 }

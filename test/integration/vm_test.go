@@ -7,8 +7,10 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -278,14 +280,31 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 	g.Expect(env.Client.Create(ctx, owned)).To(Succeed())
 	g.Expect(owned.Spec.Domain.Devices.Interfaces[0].MacAddress).To(BeEmpty())
 
-	launcher := pod(ns, "virt-launcher-vm-abcde", `[{"name":"net-a","namespace":"`+ns+`","mac":"`+m+`"}]`)
-	launcher.Labels = map[string]string{"kubevirt.io": "virt-launcher"}
-	launcher = createPod(t, launcher)
-	g.Expect(launcher.Annotations["k8s.v1.cni.cncf.io/networks"]).To(ContainSubstring(m))
+	launcherOf := func(name, vmiName string, uid types.UID) *corev1.Pod {
+		p := pod(ns, name, `[{"name":"net-a","namespace":"`+ns+`","mac":"`+m+`"}]`)
+		p.Labels = map[string]string{"kubevirt.io": "virt-launcher"}
+		if vmiName != "" {
+			p.OwnerReferences = []metav1.OwnerReference{{
+				APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: vmiName, UID: uid, Controller: ptr.To(true),
+			}}
+		}
+		return p
+	}
+	launcher := createPod(t, launcherOf("virt-launcher-standalone-abcde", vmi.Name, vmi.UID))
+	g.Expect(launcher.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal(`[{"name":"net-a","namespace":"`+ns+`","mac":"`+m+`"}]`),
+		"a virt-launcher pod is admitted unchanged")
 	// The launcher carries the VMI's MAC, yet the VMI keeps holding it.
 	g.Consistently(func(g Gomega) {
 		g.Expect(macAddress(g, mustMAC(m)).Spec.Owner.Kind).To(Equal("VirtualMachineInstance"))
 	}).WithTimeout(2 * time.Second).Should(Succeed())
+
+	// The label alone does not make a launcher: such a pod is an ordinary
+	// pod asking for a MAC the VMI holds, and is refused. Neither may a
+	// launcher of another VMI carry it.
+	err := env.Client.Create(ctx, launcherOf("labelled-only", "", ""))
+	g.Expect(err).To(MatchError(And(ContainSubstring(m), ContainSubstring("VirtualMachineInstance "+ns+"/standalone"))))
+	err = env.Client.Create(ctx, launcherOf("virt-launcher-other-abcde", "other", "0b6e8c4e-1111-2222-3333-777777777777"))
+	g.Expect(err).To(MatchError(And(ContainSubstring(m), ContainSubstring("VirtualMachineInstance "+ns+"/standalone"))))
 
 	g.Expect(env.Client.Delete(ctx, vmi)).To(Succeed())
 	expectReleased(t, mustMAC(m))
