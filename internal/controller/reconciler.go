@@ -24,6 +24,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
@@ -92,7 +93,7 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			log.V(1).Info("binding", "owner", owner.String())
 			return reconcile.Result{}, r.bind(ctx, holder, owner.kind, owner.obj, owner.carried)
 		}
-		age := r.now().Sub(holder.CreationTimestamp.Time)
+		age := r.now().Sub(reservedAt(holder))
 		if age < r.Grace {
 			return reconcile.Result{RequeueAfter: r.Grace - age}, nil
 		}
@@ -205,6 +206,17 @@ func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carr
 		return out[i].String() < out[j].String()
 	})
 	return out, nil
+}
+
+// reservedAt is when a reservation was last made or accepted by a request:
+// its grace period counts from then, so a retried create that accepts it
+// gets the full grace to store its object.
+func reservedAt(m *v1alpha1.MACAddress) time.Time {
+	at := m.CreationTimestamp.Time
+	if renewed, err := time.Parse(time.RFC3339Nano, m.Annotations[pool.RenewedAnnotation]); err == nil && renewed.After(at) {
+		at = renewed
+	}
+	return at
 }
 
 // release deletes a MACAddress, but only the exact version we judged: if it

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -251,26 +252,61 @@ func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, e
 			return false, &HeldError{MAC: m, Holder: *holder}
 		}
 	}
-	err = p.writer.Create(ctx, newMACAddress(m, r))
-	if err == nil {
-		p.MarkHeld(m)
-		return true, nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return false, fmt.Errorf("reserving MAC %s: %w", m, err)
-	}
-	p.MarkHeld(m)
-	holder := &v1alpha1.MACAddress{}
-	if err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("MAC address %s was being released just now; retry", m)
+	for attempt := 0; ; attempt++ {
+		err = p.writer.Create(ctx, newMACAddress(m, r))
+		if err == nil {
+			p.MarkHeld(m)
+			return true, nil
 		}
-		return false, fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
+		if !apierrors.IsAlreadyExists(err) {
+			return false, fmt.Errorf("reserving MAC %s: %w", m, err)
+		}
+		p.MarkHeld(m)
+		holder := &v1alpha1.MACAddress{}
+		err = p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
+		switch {
+		case apierrors.IsNotFound(err) && attempt < claimAttempts:
+			continue // released just now: reserve it afresh
+		case apierrors.IsNotFound(err):
+			return false, fmt.Errorf("MAC address %s was being released just now; retry", m)
+		case err != nil:
+			return false, fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
+		case !sameReservation(holder, r):
+			return false, &HeldError{MAC: m, Holder: *holder}
+		}
+		// Accepting the existing reservation races with the controller,
+		// which may be releasing it at this moment (a VM update that puts
+		// back a MAC it had dropped, a reservation about to expire). The
+		// controller deletes only the version it judged; renewing bumps
+		// that version, so its delete fails and it looks again, and sees
+		// the object this request is about to store.
+		err = p.renew(ctx, holder)
+		switch {
+		case err == nil:
+			return false, nil
+		case (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) && attempt < claimAttempts:
+			continue
+		default:
+			return false, fmt.Errorf("renewing the reservation of MAC %s: %w", m, err)
+		}
 	}
-	if sameReservation(holder, r) {
-		return false, nil
+}
+
+// claimAttempts bounds Claim's retries when the reservation it accepts is
+// changed or released under it.
+const claimAttempts = 3
+
+// RenewedAnnotation records when a request last accepted an existing
+// reservation (see Claim).
+const RenewedAnnotation = "kubemacpool.io/renewed"
+
+func (p *Pool) renew(ctx context.Context, holder *v1alpha1.MACAddress) error {
+	holder = holder.DeepCopy()
+	if holder.Annotations == nil {
+		holder.Annotations = map[string]string{}
 	}
-	return false, &HeldError{MAC: m, Holder: *holder}
+	holder.Annotations[RenewedAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
+	return p.writer.Update(ctx, holder)
 }
 
 // Holder returns the MACAddress holding m, read from the API server, or

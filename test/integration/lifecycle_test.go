@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,6 +18,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/manager"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
 )
 
 // The range comes from the ConfigMap, changes apply live, MACs held outside
@@ -371,4 +373,40 @@ func TestHolderGoneMACPassesToOtherCarrier(t *testing.T) {
 		g.Expect(h.Spec.Owner.UID).To(Equal(b.UID))
 	}).WithTimeout(20 * time.Second).Should(Succeed())
 	g.Expect(macAddress(g, m).CreationTimestamp).NotTo(BeZero())
+}
+
+// A request that accepts an existing reservation (a VM update putting back
+// a MAC it had dropped, a retried create) races with the controller, which
+// may be releasing that reservation at the same moment. The controller
+// deletes only the version it judged; accepting renews the reservation, so
+// a release judged before the accept fails and nothing is freed that the
+// object about to be stored carries. No manager runs: the race is set up
+// by hand against the real API server.
+func TestAcceptedReservationOutlivesStaleRelease(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	m := mustMAC("02:42:00:00:00:01")
+	owner := v1alpha1.Owner{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: "default", Name: "readded"}
+	judged := &v1alpha1.MACAddress{
+		ObjectMeta: metav1.ObjectMeta{Name: m.ObjectName()},
+		Spec:       v1alpha1.MACAddressSpec{Address: m.String(), Owner: owner},
+	}
+	g.Expect(env.Client.Create(ctx, judged)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), judged) })
+
+	p := pool.New(env.Client, env.Client)
+	created, err := p.Claim(ctx, m, pool.Request{Owner: owner})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(created).To(BeFalse(), "the existing reservation is accepted, not made again")
+
+	// The controller's release, judged on the version before the accept.
+	err = env.Client.Delete(ctx, judged, client.Preconditions{UID: &judged.UID, ResourceVersion: &judged.ResourceVersion})
+	g.Expect(apierrors.IsConflict(err)).To(BeTrue(), "a release judged before the accept must fail, got %v", err)
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(judged), &v1alpha1.MACAddress{})).To(Succeed())
+
+	// And an accept that comes after the release reserves the MAC afresh.
+	g.Expect(env.Client.Delete(ctx, judged)).To(Succeed())
+	created, err = p.Claim(ctx, m, pool.Request{Owner: owner})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(created).To(BeTrue())
 }
