@@ -139,14 +139,18 @@ func (l *RangeLoader) Start(ctx context.Context) error {
 			l.load(ctx)
 		}
 	}
-	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    reload,
 		UpdateFunc: func(_, obj any) { reload(obj) },
 		DeleteFunc: reload,
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	if !l.Cache.WaitForCacheSync(ctx) {
+	// Wait for the ConfigMaps only: waiting for the whole cache would hold
+	// readiness until every pod and VM of the cluster is listed, which the
+	// range does not need.
+	if !toolscache.WaitForCacheSync(ctx.Done(), registration.HasSynced) {
 		return ctx.Err()
 	}
 	l.load(ctx)
