@@ -239,13 +239,12 @@ func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
 // that was persisted by that earlier attempt).
 func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, err error) {
 	if r.DryRun {
-		holder := &v1alpha1.MACAddress{}
-		err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
+		holder, err := p.Holder(ctx, m)
 		switch {
-		case apierrors.IsNotFound(err):
-			return true, nil
 		case err != nil:
-			return false, fmt.Errorf("checking MAC %s: %w", m, err)
+			return false, err
+		case holder == nil:
+			return true, nil
 		case sameReservation(holder, r):
 			return false, nil
 		default:
