@@ -82,8 +82,8 @@ func firstOf(data map[string]string, keys ...string) string {
 // failurePolicy Fail, every pod with networks uncreatable).
 const RangeRecordName = "kubemacpool-mac-range-in-force"
 
-// recordCheckInterval is how often a replica retries writing the record
-// after a failed write.
+// recordCheckInterval is how often a replica checks the record against
+// the range in force, rewriting it after a failed write or an edit.
 const recordCheckInterval = 10 * time.Second
 
 // RangeLoader applies the range ConfigMap to the pool, live. It runs on
@@ -101,11 +101,10 @@ type RangeLoader struct {
 	// OnError is called when a configuration is refused (for metrics).
 	OnError func()
 
-	mu       sync.Mutex
-	current  map[string]string // the configuration in force, canonical; nil before the first
-	recorded bool              // whether RangeRecordName holds current
-	refusal  error             // why nothing is in force yet, when a configuration was refused
-	refused  map[string]string // the configuration last refused, reported once
+	mu      sync.Mutex
+	current map[string]string // the configuration in force, canonical; nil before the first
+	refusal error             // why nothing is in force yet, when a configuration was refused
+	refused map[string]string // the configuration last refused, reported once
 }
 
 // NeedLeaderElection is false: every replica allocates.
@@ -124,8 +123,8 @@ func (l *RangeLoader) NotLoadedReason() error {
 	return errors.New("MAC range not loaded yet")
 }
 
-// Start loads the range once the cache is synced and on every change, and
-// keeps retrying the record until it is written.
+// Start loads the range once the ConfigMaps are listed and on every
+// change, and keeps the record current.
 func (l *RangeLoader) Start(ctx context.Context) error {
 	informer, err := l.Cache.GetInformer(ctx, &corev1.ConfigMap{})
 	if err != nil {
@@ -210,7 +209,6 @@ func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err erro
 				"configmap", l.Namespace+"/"+RangeConfigMapName, "range", alloc.Range().String())
 			l.warn(cm, "MAC range configuration refused, the range last in force (%s, recorded in ConfigMap %s) stays: %v", alloc.Range(), RangeRecordName, err)
 			l.apply(alloc, nil)
-			l.recorded = true
 			return
 		}
 		l.refusal = err
@@ -237,7 +235,7 @@ func (l *RangeLoader) apply(alloc mac.Allocatable, cm *corev1.ConfigMap) {
 		return
 	}
 	l.Pool.SetRange(alloc)
-	l.current, l.recorded, l.refusal = data, false, nil
+	l.current, l.refusal = data, nil
 	l.Log.Info("MAC range in force", "range", alloc.Range().String(), "allowUniversal", alloc.AllowUniversal(), "allocatable", alloc.Size())
 	if cm != nil {
 		l.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, "RangeApplied", "LoadRange",
@@ -263,19 +261,24 @@ func (l *RangeLoader) recordedRange(ctx context.Context) (mac.Allocatable, bool)
 		}
 		return mac.Allocatable{}, false
 	}
+	if len(cm.Data) == 0 {
+		l.Log.Info("ignoring an empty record of the range last in force", "configmap", l.Namespace+"/"+RangeRecordName)
+		return mac.Allocatable{}, false
+	}
 	alloc, err := ParseRangeConfig(cm.Data)
-	if err != nil || len(cm.Data) == 0 {
+	if err != nil {
 		l.Log.Error(err, "ignoring an unreadable record of the range last in force", "configmap", l.Namespace+"/"+RangeRecordName)
 		return mac.Allocatable{}, false
 	}
 	return alloc, true
 }
 
-// record writes the range in force to RangeRecordName, if it is not there
-// yet. Every replica does it (the writes are equal); a failure is retried
-// by the ticker in Start. Called with l.mu held.
+// record writes the range in force to RangeRecordName when the record (as
+// cached) says otherwise. Every replica does it, and their writes agree
+// once their caches do; a failed write is retried by the ticker in Start.
+// Called with l.mu held.
 func (l *RangeLoader) record(ctx context.Context) {
-	if l.current == nil || l.recorded {
+	if l.current == nil {
 		return
 	}
 	key := client.ObjectKey{Namespace: l.Namespace, Name: RangeRecordName}
@@ -295,9 +298,7 @@ func (l *RangeLoader) record(ctx context.Context) {
 	}
 	if err != nil {
 		l.Log.Info("could not record the range in force yet; will retry", "configmap", l.Namespace+"/"+RangeRecordName, "error", err.Error())
-		return
 	}
-	l.recorded = true
 }
 
 const (
