@@ -42,10 +42,15 @@ type podMeta struct {
 	Metadata metav1.ObjectMeta `json:"metadata"`
 }
 
-// Handle answers one admission review.
+// Handle answers one admission review. On CREATE every network without a
+// MAC gets one. On UPDATE (the networks annotation edited, as the Multus
+// dynamic networks controller does to hot-plug an interface) networks the
+// pod already had keep their MACs, even when the edit leaves them out, and
+// added networks get MACs by the same rules as at creation: an edit can
+// never put another object's MAC on a pod.
 func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create {
-		return admission.Allowed("kubemacpool only assigns MACs when pods are created")
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("kubemacpool assigns MACs when pods are created or their networks edited")
 	}
 	var pod podMeta
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
@@ -54,6 +59,17 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	value, ok := pod.Metadata.Annotations[multus.NetworksAnnotation]
 	if !ok || strings.TrimSpace(value) == "" {
 		return admission.Allowed("no secondary networks")
+	}
+	var oldValue string
+	if req.Operation == admissionv1.Update {
+		var old podMeta
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the stored pod: %w", err))
+		}
+		oldValue = old.Metadata.Annotations[multus.NetworksAnnotation]
+		if oldValue == value {
+			return admission.Allowed("secondary networks unchanged")
+		}
 	}
 	managed, err := h.Scope.ManagesName(ctx, h.Namespaces, req.Namespace)
 	if err != nil {
@@ -73,19 +89,18 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		}
 		return admission.Denied("kubemacpool: " + err.Error())
 	}
+	// What the pod had stays its own; an unreadable old value had nothing.
+	oldElems, _ := multus.Parse(oldValue, req.Namespace)
 	owner := v1alpha1.Owner{
 		APIVersion:   "v1",
 		Kind:         "Pod",
 		Namespace:    req.Namespace,
 		Name:         pod.Metadata.Name,
 		GenerateName: pod.Metadata.GenerateName,
+		UID:          pod.Metadata.UID,
 	}
 	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun}
-	slots := make([]slot, len(elems))
-	for i, e := range elems {
-		slots[i] = slot{Network: e.NetworkKey(), Interface: e.Interface(), Requested: e.MAC()}
-	}
-	macs, err := a.assign(ctx, slots)
+	macs, err := a.assign(ctx, podSlots(elems, oldElems))
 	if err != nil {
 		return refusal(err)
 	}
@@ -98,6 +113,9 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	a.done()
+	if updated == value {
+		return admission.Allowed("every network already has its MAC")
+	}
 	h.Log.V(1).Info("assigned MACs", "namespace", req.Namespace, "pod", owner.DisplayName(), "macs", macs, "dryRun", a.dryRun)
 	// Only the annotation changes: other webhooks may have written other
 	// annotations, and a patch of the whole map would clobber them.
@@ -106,6 +124,45 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		Path:      "/metadata/annotations/" + escapePointer(multus.NetworksAnnotation),
 		Value:     updated,
 	})
+}
+
+// podSlots turns networks into slots. On an update (old not empty) a
+// network that omits its MAC gets back the one it had, matched by network
+// and interface name in order, and MACs the pod already carried need no new
+// reservation: the pod holds them for life.
+func podSlots(elems, old []multus.Element) []slot {
+	key := func(e *multus.Element) string { return e.NetworkKey() + "@" + e.Interface() }
+	explicit := map[string]bool{}
+	for i := range elems {
+		if m, err := mac.Parse(elems[i].MAC()); err == nil {
+			explicit[m.String()] = true
+		}
+	}
+	had := map[mac.MAC]bool{}
+	restorable := map[string][]string{}
+	for i := range old {
+		m, err := mac.Parse(old[i].MAC())
+		if err != nil {
+			continue
+		}
+		had[m] = true
+		if !explicit[m.String()] { // kept by an element that names it
+			restorable[key(&old[i])] = append(restorable[key(&old[i])], m.String())
+		}
+	}
+	slots := make([]slot, len(elems))
+	for i := range elems {
+		e := &elems[i]
+		s := slot{Network: e.NetworkKey(), Interface: e.Interface(), Requested: e.MAC()}
+		if k := key(e); s.Requested == "" && len(restorable[k]) > 0 {
+			s.Requested, restorable[k] = restorable[k][0], restorable[k][1:]
+		}
+		if m, err := mac.Parse(s.Requested); err == nil && had[m] {
+			s.Held = true
+		}
+		slots[i] = s
+	}
+	return slots
 }
 
 // checkLauncher admits a virt-launcher pod, which carries the MACs of its

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -335,6 +336,12 @@ func TestPodAnnotationEditKeepsMAC(t *testing.T) {
 
 	p.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"n"}]`
 	g.Expect(env.Client.Update(ctx, p)).To(Succeed())
+	g.Expect(macsOf(t, p)).To(Equal([]mac.MAC{m}), "the edit that dropped the MAC gets it written back")
+	// Even a pod whose stored annotation no longer names the MAC keeps it:
+	// the webhook is not the only writer (one may run before it is
+	// installed, or in a namespace labelled later).
+	g.Expect(env.Client.Patch(ctx, p, client.RawPatch(types.JSONPatchType,
+		[]byte(`[{"op":"replace","path":"/metadata/annotations/k8s.v1.cni.cncf.io~1networks","value":"[]"}]`)))).To(Succeed())
 	g.Consistently(func(g Gomega) {
 		h := macAddress(g, m)
 		g.Expect(h).NotTo(BeNil(), "MAC %s released while the pod's interface still has it", m)

@@ -387,3 +387,73 @@ func deny(t testing.TB, label, group, resource string, op admissionregistrationv
 	// Policies take effect asynchronously: wait until the probe is refused.
 	NewWithT(t).Eventually(probe).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
 }
+
+// Editing a pod's networks (as the Multus dynamic networks controller does
+// to hot-plug an interface): networks the pod had keep their MACs even when
+// the edit leaves them out, added networks get MACs, and an edit cannot put
+// a MAC held by another object on the pod.
+func TestPodNetworksEdited(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	other := createPod(t, pod(ns, "other", `[{"name":"a"}]`))
+	taken := macsOf(t, other)[0]
+	p := createPod(t, pod(ns, "edited", `[{"name":"a"}]`))
+	first := macsOf(t, p)[0]
+	expectBound(t, first, p)
+
+	edit := func(networks string) error {
+		p.Annotations["k8s.v1.cni.cncf.io/networks"] = networks
+		return env.Client.Update(ctx, p)
+	}
+	// A re-applied manifest without MACs, with a network added.
+	g.Expect(edit(`[{"name":"a"},{"name":"b","interface":"net9"}]`)).To(Succeed())
+	macs := macsOf(t, p)
+	g.Expect(macs).To(HaveLen(2))
+	g.Expect(macs[0]).To(Equal(first), "network a keeps its MAC")
+	g.Expect(macs[1]).NotTo(BeElementOf(first, taken))
+	g.Expect(networksOf(t, p)[1].Interface()).To(Equal("net9"), "the element's other keys are kept")
+	expectBound(t, macs[1], p)
+
+	// Someone else's MAC is refused, naming its holder; the pod is unchanged.
+	err := edit(`[{"name":"a"},{"name":"b","interface":"net9"},{"name":"c","mac":"` + taken.String() + `"}]`)
+	g.Expect(err).To(MatchError(And(ContainSubstring(taken.String()), ContainSubstring("Pod "+ns+"/other"))))
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
+	g.Expect(macsOf(t, p)).To(Equal(macs))
+
+	// A free MAC chosen by the user is reserved for the pod.
+	chosen := mustMAC("02:43:00:00:00:07")
+	g.Expect(edit(`[{"name":"a"},{"name":"b","interface":"net9"},{"name":"c","mac":"` + chosen.String() + `"}]`)).To(Succeed())
+	expectBound(t, chosen, p)
+
+	g.Expect(env.Client.Delete(ctx, p)).To(Succeed())
+	for _, m := range append(macs, chosen) {
+		expectReleased(t, m)
+	}
+}
+
+// Pods without secondary networks never wait on kubemacpool: with no
+// replica running they are still created, and so are label edits of pods
+// with networks. Creating a pod with networks, or editing its networks,
+// waits for kubemacpool, as failurePolicy Fail requires (an unassigned MAC
+// could collide).
+func TestPodsWithoutNetworksNeedNoKubemacpool(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	kmp := startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	withNetworks := createPod(t, pod(ns, "with-networks", `[{"name":"a"}]`))
+	kmp.Stop()
+
+	plain := pod(ns, "plain", "")
+	g.Expect(env.Client.Create(ctx, plain)).To(Succeed())
+	withNetworks.Labels = map[string]string{"edited": "yes"}
+	g.Expect(env.Client.Update(ctx, withNetworks)).To(Succeed())
+
+	err := env.Client.Create(ctx, pod(ns, "needs-kubemacpool", `[{"name":"a"}]`))
+	g.Expect(err).To(MatchError(ContainSubstring("mutatepods.kubemacpool.io")))
+	withNetworks.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"a"},{"name":"b"}]`
+	err = env.Client.Update(ctx, withNetworks)
+	g.Expect(err).To(MatchError(ContainSubstring("mutatepods.kubemacpool.io")))
+}
