@@ -123,6 +123,15 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, err
 		}
 		if !ok {
+			// A request accepted this reservation for its owner moments
+			// ago (a VM update putting back a MAC it had dropped): the
+			// object that carries it again may not be stored yet. Judge
+			// once the grace since that acceptance has passed.
+			if renewed, ok := renewedAt(holder); ok && r.now().Sub(renewed) < r.Grace {
+				wait := r.Grace - r.now().Sub(renewed)
+				log.V(1).Info("owner does not carry the MAC, but a request renewed it; waiting", "owner", holder.Spec.Owner, "wait", wait.String())
+				return reconcile.Result{RequeueAfter: wait}, nil
+			}
 			// Another managed object carrying the MAC inherits the
 			// MACAddress in one guarded update: deleting it and adopting it
 			// again would leave a moment in which the MAC looks free.
@@ -213,10 +222,17 @@ func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carr
 // gets the full grace to store its object.
 func reservedAt(m *v1alpha1.MACAddress) time.Time {
 	at := m.CreationTimestamp.Time
-	if renewed, err := time.Parse(time.RFC3339Nano, m.Annotations[pool.RenewedAnnotation]); err == nil && renewed.After(at) {
+	if renewed, ok := renewedAt(m); ok && renewed.After(at) {
 		at = renewed
 	}
 	return at
+}
+
+// renewedAt is when a request last accepted the existing reservation m
+// (pool.Claim), if one did.
+func renewedAt(m *v1alpha1.MACAddress) (time.Time, bool) {
+	renewed, err := time.Parse(time.RFC3339Nano, m.Annotations[pool.RenewedAnnotation])
+	return renewed, err == nil
 }
 
 // release deletes a MACAddress, but only the exact version we judged: if it

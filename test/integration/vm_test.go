@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -202,6 +203,47 @@ func TestVMUpdateKeepsAddsAndReleases(t *testing.T) {
 	g.Expect(env.Client.Delete(ctx, vm)).To(Succeed())
 	expectReleased(t, mustMAC(now["a"]))
 	expectReleased(t, mustMAC(now["c"]))
+}
+
+// A VM update that puts back a MAC the stored VM has just dropped races
+// with the release of that MAC: the update's admission accepts the existing
+// reservation, and until the update is stored the controller still sees a
+// VM without the MAC. The acceptance (a renewal) makes the controller wait
+// a grace period instead of freeing a MAC about to be carried again. Here
+// the renewal comes first, then the VM is stored without the MAC, then the
+// update that carries it again: the MAC is held throughout.
+func TestVMMACPutBackWhileReleasing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+
+	vm := newVM(ns, "vm", iface{"a", "bridge", "net-a", ""}, iface{"b", "bridge", "net-b", ""})
+	g.Expect(env.Client.Create(ctx, vm)).To(Succeed())
+	b := vmMACs(vm)["b"]
+	expectHeldBy(t, b, "VirtualMachine", vm)
+
+	// The admission of the update that will carry b again accepts b.
+	owner := v1alpha1.Owner{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: ns, Name: vm.Name, UID: vm.UID}
+	created, err := pool.New(env.Client, env.Client).Claim(ctx, mustMAC(b), pool.Request{Owner: owner})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(created).To(BeFalse())
+
+	dropped := getVM(g, vm)
+	dropped.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""})
+	g.Expect(env.Client.Update(ctx, dropped)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(macAddress(g, mustMAC(b))).NotTo(BeNil(), "MAC %s freed while an accepted update is about to carry it", b)
+	}).WithTimeout(testGrace / 2).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+	back := getVM(g, vm)
+	back.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""}, iface{"b", "bridge", "net-b", b})
+	g.Expect(env.Client.Update(ctx, back)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		h := macAddress(g, mustMAC(b))
+		g.Expect(h).NotTo(BeNil(), "MAC %s freed while the VM carries it", b)
+		g.Expect(h.Spec.Owner.UID).To(Equal(vm.UID))
+	}).WithTimeout(testGrace + 2*time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 }
 
 // An update refused by a later admission step does not release the MAC of
