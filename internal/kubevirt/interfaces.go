@@ -77,23 +77,24 @@ func OwnedByVM(vmi *kubevirtv1.VirtualMachineInstance) bool {
 	return false
 }
 
-// LauncherOf returns the name of the VirtualMachineInstance whose
+// LauncherOf returns the reference to the VirtualMachineInstance whose
 // virt-launcher pod this is: the pod KubeVirt runs a VM in. It carries the
-// MACs of that VMI (held by the VMI, or by the VM of the same name), so the
-// pod webhook must not give it more, nor count it as a holder. Both marks
-// are required, the label and a controller reference to a VMI: a label
-// alone is one any user can write, and would let a pod past every check.
-func LauncherOf(pod metav1.Object) (vmi string, ok bool) {
+// MACs of that VMI (held by the VMI, or by the VM that owns it), so the pod
+// webhook must not give it more, nor count it as a holder. Both marks are
+// required, the label and a controller reference to a VMI; both are
+// writable by any user, so the webhook also checks the VMI exists and that
+// the pod carries only its MACs.
+func LauncherOf(pod metav1.Object) (metav1.OwnerReference, bool) {
 	if pod.GetLabels()["kubevirt.io"] != "virt-launcher" {
-		return "", false
+		return metav1.OwnerReference{}, false
 	}
 	for _, ref := range pod.GetOwnerReferences() {
 		if ref.Kind == "VirtualMachineInstance" && ref.Controller != nil && *ref.Controller &&
 			strings.HasPrefix(ref.APIVersion, Group+"/") {
-			return ref.Name, true
+			return ref, true
 		}
 	}
-	return "", false
+	return metav1.OwnerReference{}, false
 }
 
 // IsVirtLauncher reports whether pod is a virt-launcher pod (see LauncherOf).

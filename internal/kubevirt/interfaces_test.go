@@ -31,9 +31,9 @@ func TestLauncherOf(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pod := &metav1.ObjectMeta{Labels: c.labels, OwnerReferences: c.refs}
-			got, ok := LauncherOf(pod)
-			if got != c.want || ok != c.ok {
-				t.Errorf("LauncherOf = %q, %v; want %q, %v", got, ok, c.want, c.ok)
+			ref, ok := LauncherOf(pod)
+			if got := ref.Name; got != c.want || ok != c.ok {
+				t.Errorf("LauncherOf = %q, %v; want %q, %v", ref.Name, ok, c.want, c.ok)
 			}
 		})
 	}

@@ -315,6 +315,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Pool:       macPool,
 		Namespaces: mgr.GetCache(),
 		Scope:      podScope,
+		Live:       mgr.GetAPIReader(),
 		Log:        log.WithName("pods"),
 	})})
 	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.VMMutator{

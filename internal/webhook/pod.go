@@ -12,7 +12,10 @@ import (
 	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -33,7 +36,10 @@ type PodMutator struct {
 	Pool       *pool.Pool
 	Namespaces client.Reader // a cached reader, for namespace labels
 	Scope      scope.Scope
-	Log        logr.Logger
+	// Live reads what must not come from a lagging cache: the VMI a
+	// virt-launcher pod claims to belong to.
+	Live client.Reader
+	Log  logr.Logger
 }
 
 // podMeta is all of a pod the mutator reads; decoding only the metadata
@@ -78,8 +84,8 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if !managed {
 		return admission.Allowed("namespace not managed by kubemacpool")
 	}
-	if vmi, ok := kubevirt.LauncherOf(&pod.Metadata); ok {
-		return h.checkLauncher(ctx, req, vmi, value)
+	if ref, ok := kubevirt.LauncherOf(&pod.Metadata); ok {
+		return h.checkLauncher(ctx, req, ref, value)
 	}
 
 	elems, err := multus.Parse(value, req.Namespace)
@@ -166,13 +172,32 @@ func podSlots(elems, old []multus.Element) []slot {
 }
 
 // checkLauncher admits a virt-launcher pod, which carries the MACs of its
-// VMI and gets none of its own, after checking that each MAC it carries is
-// free or held for that VMI (or its VM, which has the same name): a pod
-// that merely claims to be a launcher cannot take somebody else's MAC.
-func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, vmi, networks string) admission.Response {
+// VMI and gets none of its own. The label and the owner reference that
+// make it one are writable by anyone, so it is checked like a claim: the
+// VMI must exist with the referenced UID, every MAC the pod carries must be
+// one of that VMI's, and none may be held by another object.
+func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, ref metav1.OwnerReference, networks string) admission.Response {
 	elems, err := multus.Parse(networks, req.Namespace)
 	if err != nil {
 		return admission.Denied("kubemacpool: " + err.Error())
+	}
+	vmi := &kubevirtv1.VirtualMachineInstance{}
+	err = h.Live.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: ref.Name}, vmi)
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return admission.Denied(fmt.Sprintf("kubemacpool: this pod is marked as the virt-launcher pod of VirtualMachineInstance %s/%s, which does not exist; "+
+			"only KubeVirt creates virt-launcher pods, other pods must not carry the kubevirt.io=virt-launcher label", req.Namespace, ref.Name))
+	case err != nil:
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading VirtualMachineInstance %s/%s: %w", req.Namespace, ref.Name, err))
+	case ref.UID != vmi.UID:
+		return admission.Denied(fmt.Sprintf("kubemacpool: this pod is marked as the virt-launcher pod of VirtualMachineInstance %s/%s with UID %s, but that VMI's UID is %s",
+			req.Namespace, ref.Name, ref.UID, vmi.UID))
+	}
+	own := map[mac.MAC]bool{}
+	for _, iface := range vmi.Spec.Domain.Devices.Interfaces {
+		if m, err := mac.Parse(iface.MacAddress); err == nil {
+			own[m] = true
+		}
 	}
 	for _, e := range elems {
 		if e.MAC() == "" {
@@ -182,18 +207,40 @@ func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, v
 		if err != nil {
 			return admission.Denied(fmt.Sprintf("kubemacpool: network %s: %v", e.NetworkKey(), err))
 		}
+		if !own[m] {
+			return admission.Denied(fmt.Sprintf("kubemacpool: network %s: MAC address %s is not a MAC of VirtualMachineInstance %s/%s, and a virt-launcher pod carries only its VMI's MACs",
+				e.NetworkKey(), m, req.Namespace, vmi.Name))
+		}
 		holder, err := h.Pool.Holder(ctx, m)
 		if err != nil {
 			return admission.Errored(http.StatusInternalServerError, err)
 		}
-		if holder == nil {
-			continue
+		if holder != nil && !heldForVMI(holder.Spec.Owner, vmi) {
+			return refusal(&pool.HeldError{MAC: m, Holder: *holder})
 		}
-		o := holder.Spec.Owner
-		if o.Namespace == req.Namespace && o.Name == vmi && (o.Kind == "VirtualMachineInstance" || o.Kind == "VirtualMachine") {
-			continue
-		}
-		return refusal(&pool.HeldError{MAC: m, Holder: *holder})
 	}
 	return admission.Allowed("virt-launcher pods carry the MACs of their VMI")
+}
+
+// heldForVMI reports whether a MAC held by o belongs to vmi: held by the
+// VMI itself (by UID once bound; by name, or generateName for a VMI of a
+// replica set, while only reserved) or by the VM that owns it.
+func heldForVMI(o v1alpha1.Owner, vmi *kubevirtv1.VirtualMachineInstance) bool {
+	if o.Namespace != vmi.Namespace {
+		return false
+	}
+	switch o.Kind {
+	case "VirtualMachineInstance":
+		if o.UID != "" {
+			return o.UID == vmi.UID
+		}
+		return o.Name == vmi.Name || (o.Name == "" && o.GenerateName != "" && strings.HasPrefix(vmi.Name, o.GenerateName))
+	case "VirtualMachine":
+		for _, ref := range vmi.OwnerReferences {
+			if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller && ref.Name == o.Name && (o.UID == "" || o.UID == ref.UID) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -345,8 +345,19 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 	// launcher of another VMI carry it.
 	err := env.Client.Create(ctx, launcherOf("labelled-only", "", ""))
 	g.Expect(err).To(MatchError(And(ContainSubstring(m), ContainSubstring("VirtualMachineInstance "+ns+"/standalone"))))
-	err = env.Client.Create(ctx, launcherOf("virt-launcher-other-abcde", "other", "0b6e8c4e-1111-2222-3333-777777777777"))
-	g.Expect(err).To(MatchError(And(ContainSubstring(m), ContainSubstring("VirtualMachineInstance "+ns+"/standalone"))))
+	err = env.Client.Create(ctx, launcherOf("virt-launcher-ghost-abcde", "ghost", "0b6e8c4e-1111-2222-3333-777777777777"))
+	g.Expect(err).To(MatchError(ContainSubstring("VirtualMachineInstance " + ns + "/ghost, which does not exist")))
+	err = env.Client.Create(ctx, launcherOf("virt-launcher-stale-abcde", vmi.Name, "0b6e8c4e-1111-2222-3333-888888888888"))
+	g.Expect(err).To(MatchError(ContainSubstring("that VMI's UID is " + string(vmi.UID))))
+	// A launcher of a real VMI may carry only that VMI's MACs: not another
+	// VMI's, and not a free MAC it would hold without a reservation.
+	second := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "second"}, Spec: vmSpec(iface{"a", "bridge", "net-a", ""})}
+	g.Expect(env.Client.Create(ctx, second)).To(Succeed())
+	err = env.Client.Create(ctx, launcherOf("virt-launcher-second-abcde", second.Name, second.UID))
+	g.Expect(err).To(MatchError(ContainSubstring("MAC address " + m + " is not a MAC of VirtualMachineInstance " + ns + "/second")))
+	free := launcherOf("virt-launcher-second-fghij", second.Name, second.UID)
+	free.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"net-a","mac":"02:44:00:00:00:01"}]`
+	g.Expect(env.Client.Create(ctx, free)).To(MatchError(ContainSubstring("is not a MAC of VirtualMachineInstance")))
 
 	g.Expect(env.Client.Delete(ctx, vmi)).To(Succeed())
 	expectReleased(t, mustMAC(m))
