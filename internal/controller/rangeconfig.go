@@ -98,8 +98,11 @@ type RangeLoader struct {
 	Namespace string
 	Recorder  events.EventRecorder
 	Log       logr.Logger
-	// OnError is called when a configuration is refused (for metrics).
+	// OnError is called once per refused configuration (for metrics).
 	OnError func()
+	// OnValidity is told whether the configuration in the ConfigMap is
+	// valid, on every load (for metrics).
+	OnValidity func(valid bool)
 
 	mu      sync.Mutex
 	current map[string]string // the configuration in force, canonical; nil before the first
@@ -134,7 +137,9 @@ func (l *RangeLoader) Start(ctx context.Context) error {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
-		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == RangeConfigMapName && cm.Namespace == l.Namespace {
+		// The record matters too: a replica with no range in force yet
+		// takes it as soon as it appears.
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Namespace == l.Namespace && (cm.Name == RangeConfigMapName || cm.Name == RangeRecordName) {
 			l.load(ctx)
 		}
 	}
@@ -161,8 +166,12 @@ func (l *RangeLoader) Start(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 			l.mu.Lock()
+			waiting := l.current == nil
 			l.record(ctx)
 			l.mu.Unlock()
+			if waiting { // look for a record again
+				l.load(ctx)
+			}
 		}
 	}
 }
@@ -183,13 +192,16 @@ func (l *RangeLoader) load(ctx context.Context) {
 		data = cm.Data
 	}
 	alloc, err := ParseRangeConfig(data)
+	if l.OnValidity != nil {
+		l.OnValidity(err == nil)
+	}
 	if err != nil {
 		// The same configuration is seen more than once (informer add,
-		// the load after sync, resyncs): refuse it once, not per sighting.
-		if !maps.Equal(data, l.refused) {
-			l.refused = data
-			l.refuse(ctx, cm, err)
-		}
+		// the load after sync, resyncs, record changes): report it once,
+		// not per sighting.
+		report := !maps.Equal(data, l.refused)
+		l.refused = data
+		l.refuse(ctx, cm, err, report)
 		return
 	}
 	l.refused = nil
@@ -197,10 +209,11 @@ func (l *RangeLoader) load(ctx context.Context) {
 	l.record(ctx)
 }
 
-// refuse reports an invalid configuration. On a replica with no range in
-// force yet it falls back to the recorded one.
-func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err error) {
-	if l.OnError != nil {
+// refuse reports an invalid configuration (unless report is false: it was
+// reported already). On a replica with no range in force yet it falls back
+// to the recorded one, trying again on every call until there is one.
+func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err error, report bool) {
+	if report && l.OnError != nil {
 		l.OnError()
 	}
 	if l.current == nil {
@@ -212,9 +225,14 @@ func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err erro
 			return
 		}
 		l.refusal = err
-		l.Log.Error(err, "refusing the MAC range configuration; no earlier range is recorded, so this replica stays not ready until the ConfigMap is fixed",
-			"configmap", l.Namespace+"/"+RangeConfigMapName)
-		l.warn(cm, "MAC range configuration refused and no earlier range is recorded; kubemacpool is not ready until this is fixed: %v", err)
+		if report {
+			l.Log.Error(err, "refusing the MAC range configuration; no earlier range is recorded, so this replica stays not ready until the ConfigMap is fixed",
+				"configmap", l.Namespace+"/"+RangeConfigMapName)
+			l.warn(cm, "MAC range configuration refused and no earlier range is recorded; kubemacpool is not ready until this is fixed: %v", err)
+		}
+		return
+	}
+	if !report {
 		return
 	}
 	l.Log.Error(err, "refusing the MAC range configuration; the range in force stays", "configmap", l.Namespace+"/"+RangeConfigMapName)
@@ -274,8 +292,11 @@ func (l *RangeLoader) recordedRange(ctx context.Context) (mac.Allocatable, bool)
 }
 
 // record writes the range in force to RangeRecordName when the record (as
-// cached) says otherwise. Every replica does it, and their writes agree
-// once their caches do; a failed write is retried by the ticker in Start.
+// cached) says otherwise; a failed write is retried by the ticker in Start.
+// Every replica does it. Replicas agree on the range in force once they
+// have all seen the same valid configuration; while the ConfigMap stays
+// invalid, two replicas that last applied different ranges would each
+// rewrite the record, so a replica overwriting a different range says so.
 // Called with l.mu held.
 func (l *RangeLoader) record(ctx context.Context) {
 	if l.current == nil {
@@ -292,6 +313,10 @@ func (l *RangeLoader) record(ctx context.Context) {
 		err = l.Writer.Create(ctx, cm)
 	case err == nil && maps.Equal(cm.Data, l.current):
 	case err == nil:
+		if len(cm.Data) > 0 {
+			l.Log.Info("recording the range in force over a different one", "configmap", l.Namespace+"/"+RangeRecordName,
+				"recorded", cm.Data, "inForce", l.current)
+		}
 		cm = cm.DeepCopy()
 		cm.Data = l.current
 		err = l.Writer.Update(ctx, cm)

@@ -276,6 +276,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Cache: mgr.GetCache(), Writer: mgr.GetClient(), Pool: macPool, Namespace: o.Namespace,
 		Recorder: recorder, Log: log.WithName("range"),
 		OnError: metrics.RangeConfigErrors.Inc,
+		OnValidity: func(valid bool) {
+			metrics.RangeConfigInvalid.Set(map[bool]float64{true: 0, false: 1}[valid])
+		},
 	}
 	metrics.Register(poolNumbers{pool: macPool, sync: poolSync})
 	for _, r := range []manager.Runnable{poolSync, rangeLoader} {

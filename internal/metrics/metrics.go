@@ -58,6 +58,14 @@ var (
 		Help: "Range configurations refused as invalid (the range in force stayed).",
 	})
 
+	// RangeConfigInvalid is 1 while the range ConfigMap holds a
+	// configuration that was refused: the counter moves once per refused
+	// configuration, this says it is still there.
+	RangeConfigInvalid = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmp_range_config_invalid",
+		Help: "1 while the range ConfigMap holds a refused (invalid) configuration, else 0.",
+	})
+
 	// Collisions is the number of running objects sharing a MAC, per MAC,
 	// present only while above one.
 	Collisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -94,7 +102,7 @@ func Register(pool PoolStats) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, pick)
 	}
 	collectors := []prometheus.Collector{
-		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, Collisions,
+		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, Collisions,
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),
 		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held.",
