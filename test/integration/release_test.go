@@ -7,11 +7,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -68,4 +74,39 @@ func TestReleaseManifestApplies(t *testing.T) {
 	d := &appsv1.Deployment{}
 	g.Expect(e.Client.Get(context.Background(), client.ObjectKey{Namespace: "kubemacpool-system", Name: "kubemacpool-mac-controller-manager"}, d)).To(Succeed())
 	g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
+
+	// The RBAC shipped is enough: kubemacpool running as its
+	// ServiceAccount, with its own certificates, becomes ready (range
+	// loaded, index synced, certificate Secret written, caBundle
+	// published) and keeps the record of the range in force.
+	ctx := context.Background()
+	asSA := rest.CopyConfig(e.Config)
+	asSA.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:kubemacpool-system:kubemacpool",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kubemacpool-system", "system:authenticated"},
+	}
+	o := optionsFor(t, e)
+	o.CertMode = manager.CertModeSelf
+	port, err := testenv.FreePort()
+	g.Expect(err).NotTo(HaveOccurred())
+	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
+	startManagerOn(t, &testenv.Env{Config: asSA}, o)
+	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
+	g.Expect(hook.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
+
+	record := &corev1.ConfigMap{}
+	recordKey := client.ObjectKey{Namespace: "kubemacpool-system", Name: controller.RangeRecordName}
+	g.Eventually(func(g Gomega) {
+		g.Expect(e.Client.Get(ctx, recordKey, record)).To(Succeed())
+		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:00:00:00:00:00"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	rangeCM := &corev1.ConfigMap{}
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: "kubemacpool-system", Name: controller.RangeConfigMapName}, rangeCM)).To(Succeed())
+	rangeCM.Data = map[string]string{"START_POOL_RANGE": "02:50:00:00:00:00", "END_POOL_RANGE": "02:50:00:00:00:ff"}
+	g.Expect(e.Client.Update(ctx, rangeCM)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(e.Client.Get(ctx, recordKey, record)).To(Succeed())
+		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:50:00:00:00:00"))
+	}).WithTimeout(30*time.Second).Should(Succeed(), "the Role must let kubemacpool update its record")
 }
