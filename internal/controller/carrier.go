@@ -5,6 +5,9 @@
 package controller
 
 import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
@@ -29,10 +32,10 @@ type Kind interface {
 	// Carried lists the MACs obj carries. Values that are not valid MACs are
 	// skipped: they were not written by kubemacpool and hold nothing.
 	Carried(obj client.Object) []Carried
-	// FixedAtCreation says the object keeps the MACs it was created with
-	// whatever later edits say: a pod's interfaces are set up once, when
-	// its sandbox starts, so editing the annotation changes nothing on the
-	// wire and must not free the MAC.
+	// FixedAtCreation says the object keeps every MAC it was given, bound,
+	// whatever later edits say, until it is deleted: for a pod, an edit
+	// that drops a network does not prove its interface is gone, so it
+	// must not free the MAC.
 	FixedAtCreation() bool
 }
 
@@ -41,6 +44,23 @@ func ownerKey(kind, namespace, name string) string { return kind + "/" + namespa
 
 // ownerIndex is the MACAddress field index by owner (kind/namespace/name).
 const ownerIndex = "kubemacpool.io/owner"
+
+// HeldFor lists the MACAddresses held for the object kind namespace/name
+// with the given UID, from a cache indexed by owner (every replica's cache
+// is, once the MAC controller is set up).
+func HeldFor(ctx context.Context, c client.Reader, kind, namespace, name string, uid types.UID) ([]v1alpha1.MACAddress, error) {
+	list := &v1alpha1.MACAddressList{}
+	if err := c.List(ctx, list, client.MatchingFields{ownerIndex: ownerKey(kind, namespace, name)}); err != nil {
+		return nil, err
+	}
+	var out []v1alpha1.MACAddress
+	for _, m := range list.Items {
+		if m.Spec.Owner.UID == uid {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
 
 // carriedIndex is the field index of carrier objects by the MACs they carry.
 const carriedIndex = "kubemacpool.io/carried-mac"

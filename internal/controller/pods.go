@@ -16,8 +16,11 @@ func (PodKind) APIVersion() string { return "v1" }
 func (PodKind) Kind() string       { return "Pod" }
 func (PodKind) New() client.Object { return &corev1.Pod{} }
 
-// FixedAtCreation is true: Multus sets a pod's interfaces up once, from
-// the annotation as it was when the sandbox started.
+// FixedAtCreation is true: an edit that drops a network from the
+// annotation does not prove the interface is gone (Multus set it up from
+// the annotation at sandbox start, and only the dynamic networks controller,
+// if installed, unplugs), so a pod keeps every MAC it was given until it
+// is deleted.
 func (PodKind) FixedAtCreation() bool { return true }
 
 func (PodKind) Carried(obj client.Object) []Carried {

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
@@ -36,6 +37,8 @@ type PodMutator struct {
 	Pool       *pool.Pool
 	Namespaces client.Reader // a cached reader, for namespace labels
 	Scope      scope.Scope
+	// MACAddresses is the cache with the owner index (controller.HeldFor).
+	MACAddresses client.Reader
 	// Live reads what must not come from a lagging cache: the VMI a
 	// virt-launcher pod claims to belong to.
 	Live client.Reader
@@ -49,11 +52,12 @@ type podMeta struct {
 }
 
 // Handle answers one admission review. On CREATE every network without a
-// MAC gets one. On UPDATE (the networks annotation edited, as the Multus
-// dynamic networks controller does to hot-plug an interface) networks the
-// pod already had keep their MACs, even when the edit leaves them out, and
-// added networks get MACs by the same rules as at creation: an edit can
-// never put another object's MAC on a pod.
+// MAC gets one. On UPDATE (the networks annotation edited, which the Multus
+// dynamic networks controller turns into hot-plugged interfaces; through
+// the status subresource too) networks the pod already had keep their
+// MACs, even when the edit leaves them out, and added networks get MACs by
+// the same rules as at creation: an edit can never put another object's
+// MAC on a pod.
 func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("kubemacpool assigns MACs when pods are created or their networks edited")
@@ -97,6 +101,13 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	// What the pod had stays its own; an unreadable old value had nothing.
 	oldElems, _ := multus.Parse(oldValue, req.Namespace)
+	var held []v1alpha1.MACAddress
+	if req.Operation == admissionv1.Update {
+		// From the cache: one that lags only means a MAC is not reused.
+		if held, err = controller.HeldFor(ctx, h.MACAddresses, "Pod", req.Namespace, pod.Metadata.Name, pod.Metadata.UID); err != nil {
+			h.Log.Error(err, "listing the MACs held for a pod; its unplugged networks get new MACs", "namespace", req.Namespace, "pod", pod.Metadata.Name)
+		}
+	}
 	owner := v1alpha1.Owner{
 		APIVersion:   "v1",
 		Kind:         "Pod",
@@ -106,7 +117,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		UID:          pod.Metadata.UID,
 	}
 	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun}
-	macs, err := a.assign(ctx, podSlots(elems, oldElems))
+	macs, err := a.assign(ctx, podSlots(elems, oldElems, held))
 	if err != nil {
 		return refusal(err)
 	}
@@ -132,36 +143,48 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	})
 }
 
-// podSlots turns networks into slots. On an update (old not empty) a
-// network that omits its MAC gets back the one it had, matched by network
-// and interface name in order, and MACs the pod already carried need no new
-// reservation: the pod holds them for life.
-func podSlots(elems, old []multus.Element) []slot {
-	key := func(e *multus.Element) string { return e.NetworkKey() + "@" + e.Interface() }
-	explicit := map[string]bool{}
+// podSlots turns networks into slots. On an update a network that omits
+// its MAC gets back one the pod has for that network and interface: first
+// from the annotation as stored before the edit, in order, then from the
+// MACAddresses held for the pod (a network unplugged by an earlier edit and
+// plugged back). MACs the pod has need no new reservation: it holds them
+// for life.
+func podSlots(elems, old []multus.Element, held []v1alpha1.MACAddress) []slot {
+	key := func(network, iface string) string { return network + "@" + iface }
+	explicit := map[mac.MAC]bool{}
 	for i := range elems {
 		if m, err := mac.Parse(elems[i].MAC()); err == nil {
-			explicit[m.String()] = true
+			explicit[m] = true
 		}
 	}
 	had := map[mac.MAC]bool{}
-	restorable := map[string][]string{}
-	for i := range old {
-		m, err := mac.Parse(old[i].MAC())
-		if err != nil {
-			continue
+	restorable := map[string][]mac.MAC{}
+	keep := func(m mac.MAC, network, iface string) {
+		if had[m] {
+			return
 		}
 		had[m] = true
-		if !explicit[m.String()] { // kept by an element that names it
-			restorable[key(&old[i])] = append(restorable[key(&old[i])], m.String())
+		if !explicit[m] { // otherwise kept by the element that names it
+			k := key(network, iface)
+			restorable[k] = append(restorable[k], m)
+		}
+	}
+	for i := range old {
+		if m, err := mac.Parse(old[i].MAC()); err == nil {
+			keep(m, old[i].NetworkKey(), old[i].Interface())
+		}
+	}
+	for i := range held {
+		if m, err := mac.Parse(held[i].Spec.Address); err == nil {
+			keep(m, held[i].Spec.Network, held[i].Spec.Interface)
 		}
 	}
 	slots := make([]slot, len(elems))
 	for i := range elems {
 		e := &elems[i]
 		s := slot{Network: e.NetworkKey(), Interface: e.Interface(), Requested: e.MAC()}
-		if k := key(e); s.Requested == "" && len(restorable[k]) > 0 {
-			s.Requested, restorable[k] = restorable[k][0], restorable[k][1:]
+		if k := key(s.Network, s.Interface); s.Requested == "" && len(restorable[k]) > 0 {
+			s.Requested, restorable[k] = restorable[k][0].String(), restorable[k][1:]
 		}
 		if m, err := mac.Parse(s.Requested); err == nil && had[m] {
 			s.Held = true
@@ -173,9 +196,12 @@ func podSlots(elems, old []multus.Element) []slot {
 
 // checkLauncher admits a virt-launcher pod, which carries the MACs of its
 // VMI and gets none of its own. The label and the owner reference that
-// make it one are writable by anyone, so it is checked like a claim: the
-// VMI must exist with the referenced UID, every MAC the pod carries must be
-// one of that VMI's, and none may be held by another object.
+// make it one are writable by anyone, so the VMI must exist with the
+// referenced UID and every MAC the pod carries must be one of that VMI's.
+// Who holds those MACs is not checked again: the VM or VMI was checked
+// when admitted, and a collision that predates kubemacpool is reported by
+// the collision detector, not enforced here, where refusing would only
+// keep a VM from starting or migrating (and a node from draining).
 func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, ref metav1.OwnerReference, networks string) admission.Response {
 	elems, err := multus.Parse(networks, req.Namespace)
 	if err != nil {
@@ -211,36 +237,6 @@ func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, r
 			return admission.Denied(fmt.Sprintf("kubemacpool: network %s: MAC address %s is not a MAC of VirtualMachineInstance %s/%s, and a virt-launcher pod carries only its VMI's MACs",
 				e.NetworkKey(), m, req.Namespace, vmi.Name))
 		}
-		holder, err := h.Pool.Holder(ctx, m)
-		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		if holder != nil && !heldForVMI(holder.Spec.Owner, vmi) {
-			return refusal(&pool.HeldError{MAC: m, Holder: *holder})
-		}
 	}
 	return admission.Allowed("virt-launcher pods carry the MACs of their VMI")
-}
-
-// heldForVMI reports whether a MAC held by o belongs to vmi: held by the
-// VMI itself (by UID once bound; by name, or generateName for a VMI of a
-// replica set, while only reserved) or by the VM that owns it.
-func heldForVMI(o v1alpha1.Owner, vmi *kubevirtv1.VirtualMachineInstance) bool {
-	if o.Namespace != vmi.Namespace {
-		return false
-	}
-	switch o.Kind {
-	case "VirtualMachineInstance":
-		if o.UID != "" {
-			return o.UID == vmi.UID
-		}
-		return o.Name == vmi.Name || (o.Name == "" && o.GenerateName != "" && strings.HasPrefix(vmi.Name, o.GenerateName))
-	case "VirtualMachine":
-		for _, ref := range vmi.OwnerReferences {
-			if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller && ref.Name == o.Name && (o.UID == "" || o.UID == ref.UID) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -3,43 +3,9 @@ package webhook
 import (
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	kubevirtv1 "kubevirt.io/api/core/v1"
-
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
-
-func TestHeldForVMI(t *testing.T) {
-	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{
-		Namespace: "ns", Name: "rs-x7k2p", UID: "vmi-uid",
-		OwnerReferences: []metav1.OwnerReference{{Kind: "VirtualMachine", Name: "vm", UID: "vm-uid", Controller: ptr.To(true)}},
-	}}
-	cases := []struct {
-		name  string
-		owner v1alpha1.Owner
-		want  bool
-	}{
-		{"the VMI, bound", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "ns", Name: "rs-x7k2p", UID: "vmi-uid"}, true},
-		{"a VMI of the same name, bound to another UID", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "ns", Name: "rs-x7k2p", UID: "old-uid"}, false},
-		{"the VMI, reserved by name", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "ns", Name: "rs-x7k2p"}, true},
-		{"the VMI of a replica set, reserved by generateName", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "ns", GenerateName: "rs-"}, true},
-		{"another generateName", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "ns", GenerateName: "other-"}, false},
-		{"the owning VM, bound", v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "ns", Name: "vm", UID: "vm-uid"}, true},
-		{"the owning VM, reserved", v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "ns", Name: "vm"}, true},
-		{"a VM of that name with another UID", v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "ns", Name: "vm", UID: "other"}, false},
-		{"another namespace", v1alpha1.Owner{Kind: "VirtualMachineInstance", Namespace: "elsewhere", Name: "rs-x7k2p"}, false},
-		{"a pod", v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "rs-x7k2p"}, false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if got := heldForVMI(c.owner, vmi); got != c.want {
-				t.Errorf("heldForVMI = %v, want %v", got, c.want)
-			}
-		})
-	}
-}
 
 func TestPodSlots(t *testing.T) {
 	parse := func(value string) []multus.Element {
@@ -49,6 +15,12 @@ func TestPodSlots(t *testing.T) {
 			t.Fatal(err)
 		}
 		return elems
+	}
+	// Held for the pod: its old annotation's MACs, and one of a network an
+	// earlier edit unplugged.
+	held := []v1alpha1.MACAddress{
+		{Spec: v1alpha1.MACAddressSpec{Address: "02:00:00:00:00:01", Network: "ns/a"}},
+		{Spec: v1alpha1.MACAddressSpec{Address: "02:00:00:00:00:0e", Network: "ns/e", Interface: "z"}},
 	}
 	old := parse(`[{"name":"a","mac":"02:00:00:00:00:01"},{"name":"a","mac":"02:00:00:00:00:02"},{"name":"b","interface":"x","mac":"02:00:00:00:00:03"}]`)
 	cases := []struct {
@@ -68,14 +40,16 @@ func TestPodSlots(t *testing.T) {
 		}},
 		{"another interface name is another network", `[{"name":"b","interface":"y"}]`, []slot{{Network: "ns/b", Interface: "y"}}},
 		{"a new explicit MAC is claimed", `[{"name":"d","mac":"02:00:00:00:00:09"}]`, []slot{{Network: "ns/d", Requested: "02:00:00:00:00:09"}}},
+		{"a network plugged back gets the MAC still held for it", `[{"name":"e","interface":"z"}]`, []slot{{Network: "ns/e", Interface: "z", Requested: "02:00:00:00:00:0e", Held: true}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var before []multus.Element
-			if c.name != "create: nothing kept" {
-				before = old
+			var got []slot
+			if c.name == "create: nothing kept" {
+				got = podSlots(parse(c.now), nil, nil)
+			} else {
+				got = podSlots(parse(c.now), old, held)
 			}
-			got := podSlots(parse(c.now), before)
 			if len(got) != len(c.want) {
 				t.Fatalf("podSlots = %+v, want %+v", got, c.want)
 			}

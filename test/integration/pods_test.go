@@ -388,10 +388,11 @@ func deny(t testing.TB, label, group, resource string, op admissionregistrationv
 	NewWithT(t).Eventually(probe).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
 }
 
-// Editing a pod's networks (as the Multus dynamic networks controller does
-// to hot-plug an interface): networks the pod had keep their MACs even when
-// the edit leaves them out, added networks get MACs, and an edit cannot put
-// a MAC held by another object on the pod.
+// Editing a pod's networks (which the Multus dynamic networks controller
+// turns into hot-plugged interfaces): networks the pod had keep their MACs
+// even when the edit leaves them out or a later edit plugs them back, added
+// networks get MACs, and an edit cannot put a MAC held by another object on
+// the pod.
 func TestPodNetworksEdited(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -416,9 +417,21 @@ func TestPodNetworksEdited(t *testing.T) {
 	g.Expect(networksOf(t, p)[1].Interface()).To(Equal("net9"), "the element's other keys are kept")
 	expectBound(t, macs[1], p)
 
+	// Unplugged, then plugged back: the network gets its MAC again (the pod
+	// held it all along).
+	g.Expect(edit(`[{"name":"a"}]`)).To(Succeed())
+	g.Expect(edit(`[{"name":"a"},{"name":"b","interface":"net9"}]`)).To(Succeed())
+	g.Expect(macsOf(t, p)).To(Equal(macs))
+
 	// Someone else's MAC is refused, naming its holder; the pod is unchanged.
+	// Through the status subresource too, which can also write metadata.
 	err := edit(`[{"name":"a"},{"name":"b","interface":"net9"},{"name":"c","mac":"` + taken.String() + `"}]`)
 	g.Expect(err).To(MatchError(And(ContainSubstring(taken.String()), ContainSubstring("Pod "+ns+"/other"))))
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
+	g.Expect(macsOf(t, p)).To(Equal(macs))
+	p.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"c","mac":"` + taken.String() + `"}]`
+	err = env.Client.SubResource("status").Update(ctx, p)
+	g.Expect(err).To(MatchError(ContainSubstring("Pod " + ns + "/other")))
 	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
 	g.Expect(macsOf(t, p)).To(Equal(macs))
 

@@ -44,7 +44,7 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(optIn).To(ContainSubstring("- allocate"))
 	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
 	monitoring := kustomize(t, "config/prometheus")
-	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolDown", "kind: ServiceMonitor"} {
+	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolRangeConfigInvalid", "KubeMacPoolDown", "kind: ServiceMonitor"} {
 		g.Expect(monitoring).To(ContainSubstring(alert))
 	}
 }
