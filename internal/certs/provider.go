@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -16,9 +17,12 @@ import (
 // cache at each TLS handshake, so a rotated certificate is served by every
 // replica as soon as its cache sees it, with no restart and no volume.
 type Provider struct {
-	Reader    client.Reader // a cache over Secrets in the namespace
+	Reader    client.Reader // a cache over Secrets in the namespace and the webhook configuration
 	Namespace string
 	Name      string
+	// WebhookConfig is the MutatingWebhookConfiguration whose caBundle must
+	// trust the serving certificate before the replica is ready.
+	WebhookConfig string
 
 	mu      sync.Mutex
 	version string
@@ -30,10 +34,34 @@ func (p *Provider) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 	return p.load(context.Background())
 }
 
-// Ready reports an error until a certificate can be served.
+// Ready reports an error until a certificate can be served that the API
+// server trusts: until the leader has published its CA in the webhook
+// configuration, every admission sent here would fail the TLS handshake,
+// and a replica that says it is ready should be able to admit.
 func (p *Provider) Ready() error {
-	_, err := p.load(context.Background())
-	return err
+	ctx := context.Background()
+	pair, err := p.load(ctx)
+	if err != nil || p.WebhookConfig == "" {
+		return err
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("serving certificate in Secret %s/%s is invalid: %w", p.Namespace, p.Name, err)
+	}
+	config := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := p.Reader.Get(ctx, client.ObjectKey{Name: p.WebhookConfig}, config); err != nil {
+		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", p.WebhookConfig, err)
+	}
+	for _, w := range config.Webhooks {
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(w.ClientConfig.CABundle) {
+			return fmt.Errorf("webhook %s of MutatingWebhookConfiguration %s has no caBundle yet (the leader publishes it)", w.Name, p.WebhookConfig)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return fmt.Errorf("the caBundle of webhook %s does not trust the serving certificate yet (the leader publishes it): %w", w.Name, err)
+		}
+	}
+	return nil
 }
 
 func (p *Provider) load(ctx context.Context) (*tls.Certificate, error) {

@@ -204,7 +204,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	var certProvider *certs.Provider
 	var tlsOpts []func(*tls.Config)
 	if o.CertMode == CertModeSelf {
-		certProvider = &certs.Provider{Namespace: o.Namespace, Name: o.CertSecret}
+		certProvider = &certs.Provider{Namespace: o.Namespace, Name: o.CertSecret, WebhookConfig: o.WebhookConfig}
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = certProvider.GetCertificate })
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{

@@ -91,11 +91,12 @@ func TestReleaseManifestApplies(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
 	startManagerOn(t, &testenv.Env{Config: asSA}, o)
-	g.Eventually(func(g Gomega) {
-		hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
-		g.Expect(hook.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
-	}).WithTimeout(30*time.Second).Should(Succeed(), "the CA is published in the webhook configuration")
+	// Ready means the API server can call it: the CA is published already.
+	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
+	for _, w := range hook.Webhooks {
+		g.Expect(w.ClientConfig.CABundle).NotTo(BeEmpty(), "ready before the CA of webhook %s was published", w.Name)
+	}
 
 	record := &corev1.ConfigMap{}
 	recordKey := client.ObjectKey{Namespace: "kubemacpool-system", Name: controller.RangeRecordName}
