@@ -24,32 +24,32 @@ func TestPodSlots(t *testing.T) {
 	}
 	old := parse(`[{"name":"a","mac":"02:00:00:00:00:01"},{"name":"a","mac":"02:00:00:00:00:02"},{"name":"b","interface":"x","mac":"02:00:00:00:00:03"}]`)
 	cases := []struct {
-		name string
-		now  string
-		want []slot
+		name   string
+		create bool // nothing stored before, nothing held
+		now    string
+		want   []slot
 	}{
-		{"create: nothing kept", `[{"name":"a"}]`, []slot{{Network: "ns/a"}}},
-		{"networks that omit their MAC get theirs back, in order", `[{"name":"a"},{"name":"a"},{"name":"b","interface":"x"}]`, []slot{
+		{"create: nothing kept", true, `[{"name":"a"}]`, []slot{{Network: "ns/a"}}},
+		{"networks that omit their MAC get theirs back, in order", false, `[{"name":"a"},{"name":"a"},{"name":"b","interface":"x"}]`, []slot{
 			{Network: "ns/a", Requested: "02:00:00:00:00:01", Held: true},
 			{Network: "ns/a", Requested: "02:00:00:00:00:02", Held: true},
 			{Network: "ns/b", Interface: "x", Requested: "02:00:00:00:00:03", Held: true},
 		}},
-		{"a MAC named elsewhere is not restored twice", `[{"name":"a"},{"name":"c","mac":"02:00:00:00:00:01"}]`, []slot{
+		{"a MAC named elsewhere is not restored twice", false, `[{"name":"a"},{"name":"c","mac":"02:00:00:00:00:01"}]`, []slot{
 			{Network: "ns/a", Requested: "02:00:00:00:00:02", Held: true},
 			{Network: "ns/c", Requested: "02:00:00:00:00:01", Held: true},
 		}},
-		{"another interface name is another network", `[{"name":"b","interface":"y"}]`, []slot{{Network: "ns/b", Interface: "y"}}},
-		{"a new explicit MAC is claimed", `[{"name":"d","mac":"02:00:00:00:00:09"}]`, []slot{{Network: "ns/d", Requested: "02:00:00:00:00:09"}}},
-		{"a network plugged back gets the MAC still held for it", `[{"name":"e","interface":"z"}]`, []slot{{Network: "ns/e", Interface: "z", Requested: "02:00:00:00:00:0e", Held: true}}},
+		{"another interface name is another network", false, `[{"name":"b","interface":"y"}]`, []slot{{Network: "ns/b", Interface: "y"}}},
+		{"a new explicit MAC is claimed", false, `[{"name":"d","mac":"02:00:00:00:00:09"}]`, []slot{{Network: "ns/d", Requested: "02:00:00:00:00:09"}}},
+		{"a network plugged back gets the MAC still held for it", false, `[{"name":"e","interface":"z"}]`, []slot{{Network: "ns/e", Interface: "z", Requested: "02:00:00:00:00:0e", Held: true}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var got []slot
-			if c.name == "create: nothing kept" {
-				got = podSlots(parse(c.now), nil, nil)
-			} else {
-				got = podSlots(parse(c.now), old, held)
+			before, heldNow := old, held
+			if c.create {
+				before, heldNow = nil, nil
 			}
+			got := podSlots(parse(c.now), before, heldNow)
 			if len(got) != len(c.want) {
 				t.Fatalf("podSlots = %+v, want %+v", got, c.want)
 			}

@@ -18,7 +18,6 @@ import (
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 )
 
@@ -118,12 +117,7 @@ func TestInvalidRangeOnFirstStartIsNotReady(t *testing.T) {
 	setRange(t, map[string]string{"START_POOL_RANGE": "02:41:00:00:00:ff", "END_POOL_RANGE": "02:41:00:00:00:00"})
 
 	o := testOptions(t)
-	kmp, err := manager.New(ctx, env.Config, o)
-	g.Expect(err).NotTo(HaveOccurred())
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- kmp.Run(runCtx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	launchManagerOn(t, env, o)
 
 	probe := func() string {
 		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz?verbose")

@@ -99,16 +99,7 @@ func startManager(t testing.TB, o manager.Options) *running {
 // startManagerOn is startManager against a given control plane.
 func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	kmp, err := manager.New(ctx, e.Config, o)
-	if err != nil {
-		cancel()
-		t.Fatalf("creating manager: %v", err)
-	}
-	r := &running{cancel: cancel, done: make(chan error, 1), opts: o}
-	go func() { r.done <- kmp.Run(ctx) }()
-	t.Cleanup(r.Stop)
-
+	r := launchManagerOn(t, e, o)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz")
@@ -127,6 +118,22 @@ func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 			t.Fatalf("manager not ready after 60s (last probe error: %v)", err)
 		}
 	}
+}
+
+// launchManagerOn runs kubemacpool with o until the test ends (or Stop),
+// without waiting for it to be ready.
+func launchManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	kmp, err := manager.New(ctx, e.Config, o)
+	if err != nil {
+		cancel()
+		t.Fatalf("creating manager: %v", err)
+	}
+	r := &running{cancel: cancel, done: make(chan error, 1), opts: o}
+	go func() { r.done <- kmp.Run(ctx) }()
+	t.Cleanup(r.Stop)
+	return r
 }
 
 // Stop stops the manager and waits for it to exit.
