@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -127,11 +128,27 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	}
 	holder := &v1alpha1.MACAddress{}
 	if err := c.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder); err != nil {
-		if apierrors.IsNotFound(err) {
-			fmt.Fprintf(out, "%s is not held: no MACAddress %s\n", m, m.ObjectName())
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		found, err := carriedBy(ctx, c, m)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			fmt.Fprintf(out, "%s is not held: no MACAddress %s, and no pod, VM or VMI carries it\n", m, m.ObjectName())
 			return nil
 		}
-		return err
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "MAC:\t%s\n", m)
+		for _, f := range found {
+			fmt.Fprintf(w, "Carried by:\t%s (network %s)\n", f.Object, f.Network)
+			if f.For != f.Object {
+				fmt.Fprintf(w, "For:\t%s\n", f.For)
+			}
+		}
+		fmt.Fprintf(w, "Phase:\tCarried, not in the ledger yet (kubemacpool adopts it; until then it is held all the same and never handed out)\n")
+		return w.Flush()
 	}
 	o := holder.Spec.Owner
 	name := o.DisplayName()
@@ -157,6 +174,40 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	fmt.Fprintf(w, "Phase:\t%s\n", phase)
 	fmt.Fprintf(w, "Since:\t%s\n", holder.CreationTimestamp.UTC().Format("2006-01-02 15:04:05 MST"))
 	return w.Flush()
+}
+
+// carriedBy lists the pods, VMs and VMIs carrying m, from live lists.
+func carriedBy(ctx context.Context, c client.Client, m mac.MAC) ([]carriers.Carrier, error) {
+	var objs []any
+	pods := &corev1.PodList{}
+	if err := c.List(ctx, pods); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	for i := range pods.Items {
+		objs = append(objs, &pods.Items[i])
+	}
+	vms := &kubevirtv1.VirtualMachineList{}
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	for _, list := range []client.ObjectList{vms, vmis} {
+		if err := c.List(ctx, list); err != nil && !meta.IsNoMatchError(err) {
+			return nil, fmt.Errorf("listing KubeVirt objects: %w", err)
+		}
+	}
+	for i := range vms.Items {
+		objs = append(objs, &vms.Items[i])
+	}
+	for i := range vmis.Items {
+		objs = append(objs, &vmis.Items[i])
+	}
+	var out []carriers.Carrier
+	for _, o := range objs {
+		for _, cr := range carriers.Of(o) {
+			if cr.MAC == m {
+				out = append(out, cr)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Collisions prints MACs that running pods and VMIs report at once.

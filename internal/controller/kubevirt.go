@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -79,7 +78,7 @@ type KubeVirtWatcher struct {
 func (w *KubeVirtWatcher) Start(ctx context.Context) error {
 	logged := false
 	for {
-		if w.served() {
+		if kubevirt.Served(w.Mapper) {
 			for _, k := range []Kind{VMKind{}, VMIKind{}} {
 				if err := w.Reconciler.AddKind(ctx, k, w.Scope); err != nil {
 					return err
@@ -104,13 +103,4 @@ func (w *KubeVirtWatcher) Start(ctx context.Context) error {
 		case <-time.After(w.Interval):
 		}
 	}
-}
-
-func (w *KubeVirtWatcher) served() bool {
-	for _, kind := range []string{"VirtualMachine", "VirtualMachineInstance"} {
-		if _, err := w.Mapper.RESTMapping(schema.GroupKind{Group: kubevirt.Group, Kind: kind}, "v1"); err != nil {
-			return false
-		}
-	}
-	return true
 }

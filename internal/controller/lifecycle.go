@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 )
@@ -27,6 +28,9 @@ type Lifecycle struct {
 	// Kinds that carry MACs, each with the namespaces it manages: only
 	// objects in managed namespaces have MACs adopted for them.
 	Kinds *Kinds
+	// Carried is every MAC that objects carry, in any namespace: a MAC a
+	// VM's instance still carries is never released.
+	Carried *carriers.Index
 	// Grace is how long a reservation may stay unbound before it is deleted.
 	Grace time.Duration
 	// Now is the clock; tests may replace it.

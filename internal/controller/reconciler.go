@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -132,6 +133,13 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 				log.V(1).Info("owner does not carry the MAC, but a request renewed it; waiting", "owner", holder.Spec.Owner, "wait", wait.String())
 				return reconcile.Result{RequeueAfter: wait}, nil
 			}
+			// A VM's MAC stays its own while its running VMI or virt-launcher
+			// pod carries it (KubeVirt keeps the old MAC until a restart);
+			// the VMI's delete brings the MAC back here.
+			if c := r.carriedFor(address, holder.Spec.Owner); c != nil {
+				log.V(1).Info("owner no longer carries the MAC, but its instance does; keeping it held", "owner", holder.Spec.Owner, "carrier", c.Object.String())
+				return reconcile.Result{}, nil
+			}
 			// Another managed object carrying the MAC inherits the
 			// MACAddress in one guarded update: deleting it and adopting it
 			// again would leave a moment in which the MAC looks free.
@@ -145,7 +153,14 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 				metrics.Adoptions.Inc()
 				return reconcile.Result{}, nil
 			}
-			log.Info("owner gone or no longer carries the MAC; releasing", "owner", holder.Spec.Owner)
+			if others := r.Carried.Of(address); len(others) > 0 {
+				// Not a managed object's (an ignored namespace, say): the
+				// reservation goes, the MAC stays held by what carries it.
+				log.Info("owner gone or no longer carries the MAC; releasing its reservation, the MAC stays taken while another object carries it",
+					"owner", holder.Spec.Owner, "carrier", others[0].Object.String())
+			} else {
+				log.Info("owner gone or no longer carries the MAC; releasing", "owner", holder.Spec.Owner)
+			}
 			if err := r.release(ctx, holder); err != nil {
 				return reconcile.Result{}, err
 			}
@@ -215,6 +230,21 @@ func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carr
 		return out[i].String() < out[j].String()
 	})
 	return out, nil
+}
+
+// carriedFor returns an object that carries address on behalf of the
+// owner o (its VMI or virt-launcher pod, for a VM), or nil.
+func (r *MACReconciler) carriedFor(address mac.MAC, o v1alpha1.Owner) *carriers.Carrier {
+	if r.Carried == nil {
+		return nil
+	}
+	for _, c := range r.Carried.Of(address) {
+		if c.For.Kind == o.Kind && c.For.Namespace == o.Namespace && c.For.Name == o.Name &&
+			(o.UID == "" || c.For.UID == "" || c.For.UID == o.UID) {
+			return &c
+		}
+	}
+	return nil
 }
 
 // reservedAt is when a reservation was last made or accepted by a request:
@@ -320,6 +350,11 @@ func (r *MACReconciler) macsOf(k Kind) handler.MapFunc {
 		for _, c := range k.Carried(obj) {
 			add(c.MAC.ObjectName())
 		}
+		// What it carries for another (a VM's VMI and launcher pod): its
+		// delete may free a MAC its VM dropped.
+		for _, c := range carriers.Of(obj) {
+			add(c.MAC.ObjectName())
+		}
 		held := &v1alpha1.MACAddressList{}
 		if err := r.Client.List(ctx, held, client.MatchingFields{ownerIndex: ownerKey(k.Kind(), obj.GetNamespace(), obj.GetName())}); err == nil {
 			for _, m := range held.Items {
@@ -333,7 +368,9 @@ func (r *MACReconciler) macsOf(k Kind) handler.MapFunc {
 // carriesAny passes events of objects that carry a MAC, or carried one
 // before an update (so a removed interface's MAC is released), and deletes.
 func carriesAny(k Kind) predicate.Funcs {
-	has := func(obj client.Object) bool { return obj != nil && len(k.Carried(obj)) > 0 }
+	has := func(obj client.Object) bool {
+		return obj != nil && (len(k.Carried(obj)) > 0 || len(carriers.Of(obj)) > 0)
+	}
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return has(e.Object) },
 		// Every delete: the object may hold MACs it no longer carries (a

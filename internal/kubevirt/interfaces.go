@@ -6,7 +6,9 @@ package kubevirt
 import (
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -69,12 +71,19 @@ func VMSpec(vm *kubevirtv1.VirtualMachine) *kubevirtv1.VirtualMachineInstanceSpe
 // OwnedByVM reports whether a VMI was created by a VirtualMachine; its MACs
 // then come from (and are held for) the VM.
 func OwnedByVM(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	_, ok := ControllingVM(vmi)
+	return ok
+}
+
+// ControllingVM returns the reference to the VirtualMachine that created
+// vmi, if one did.
+func ControllingVM(vmi *kubevirtv1.VirtualMachineInstance) (metav1.OwnerReference, bool) {
 	for _, ref := range vmi.OwnerReferences {
 		if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller {
-			return true
+			return ref, true
 		}
 	}
-	return false
+	return metav1.OwnerReference{}, false
 }
 
 // LauncherOf returns the reference to the VirtualMachineInstance whose
@@ -101,4 +110,15 @@ func LauncherOf(pod metav1.Object) (metav1.OwnerReference, bool) {
 func IsVirtLauncher(pod metav1.Object) bool {
 	_, ok := LauncherOf(pod)
 	return ok
+}
+
+// Served reports whether the API server serves KubeVirt's VirtualMachine
+// and VirtualMachineInstance kinds.
+func Served(mapper meta.RESTMapper) bool {
+	for _, kind := range []string{"VirtualMachine", "VirtualMachineInstance"} {
+		if _, err := mapper.RESTMapping(schema.GroupKind{Group: Group, Kind: kind}, "v1"); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -34,12 +33,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/controller"
-	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
-	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 	kmpwebhook "github.com/kubemacpool/kubemacpool/internal/webhook"
@@ -212,10 +210,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Cache: cache.Options{
 			// The periodic resync re-reconciles every MAC: that is the repair loop.
 			SyncPeriod: &repair,
-			// Keep only what kubemacpool reads of pods and VMIs. A default
-			// transform rather than a per-kind one: the VMI kind may not be
-			// served when the cache is built (KubeVirt installed later).
-			DefaultTransform: slim,
+			// Keep only what kubemacpool reads of pods, VMs and VMIs.
+			DefaultTransform: carriers.Slim,
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
@@ -268,6 +264,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	}
 	recorder := mgr.GetEventRecorder("kubemacpool")
 	macPool := pool.New(mgr.GetClient(), mgr.GetAPIReader())
+	// Every MAC an object carries is held, whoever chose it: the pool
+	// skips it and refuses it to anyone else.
+	carried := carriers.NewIndex(macPool.SetCarried)
+	macPool.WatchCarried(carried)
+	carrierFeed := &carriers.Feed{
+		Cache: mgr.GetCache(), Mapper: mgr.GetRESTMapper(), Index: carried,
+		KubeVirtPoll: o.KubeVirtPoll, Log: log.WithName("carriers"),
+	}
 	podScope := scope.New(scope.PodsLabel, o.PodNamespaces, o.Namespace)
 	vmScope := scope.New(scope.VirtualMachinesLabel, o.VMNamespaces, o.Namespace)
 
@@ -280,8 +284,17 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			metrics.RangeConfigInvalid.Set(map[bool]float64{true: 0, false: 1}[valid])
 		},
 	}
+	macPool.ServeWhen(func() error {
+		switch {
+		case !poolSync.Synced():
+			return errors.New("MACAddress index not synced yet")
+		case !carrierFeed.Synced():
+			return carrierFeed.NotSyncedReason()
+		}
+		return nil
+	})
 	metrics.Register(poolNumbers{pool: macPool, sync: poolSync})
-	for _, r := range []manager.Runnable{poolSync, rangeLoader} {
+	for _, r := range []manager.Runnable{poolSync, rangeLoader, carrierFeed} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
@@ -294,6 +307,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Live:     mgr.GetAPIReader(),
 		Recorder: recorder,
 		Kinds:    kinds,
+		Carried:  carried,
 		Grace:    o.ReservationGrace,
 	}}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
@@ -334,7 +348,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	// Ready means able to allocate: the range is loaded, the index has seen
-	// every MACAddress, and the webhook server is listening.
+	// every MACAddress and every MAC that pods, VMs and VMIs carry (a
+	// replica that served before would hand out MACs in use), and the
+	// webhook server is listening.
 	webhookStarted := mgr.GetWebhookServer().StartedChecker()
 	notReady := func(req *http.Request) error {
 		switch {
@@ -342,8 +358,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			return errors.New("shutting down")
 		case !macPool.Ready():
 			return rangeLoader.NotLoadedReason()
-		case !poolSync.Synced():
-			return errors.New("MACAddress index not synced yet")
+		}
+		if err := macPool.Synced(); err != nil {
+			return err
 		}
 		if certProvider != nil {
 			if err := certProvider.Ready(); err != nil {
@@ -402,63 +419,6 @@ func (i *Instance) Run(ctx context.Context) error {
 		stop()
 	}()
 	return i.Manager.Start(mgrCtx)
-}
-
-func slim(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		return slimPod(o), nil
-	case *kubevirtv1.VirtualMachineInstance:
-		return slimVMI(o), nil
-	}
-	return obj, nil
-}
-
-// slimPod keeps only what kubemacpool reads of a pod, so the cache stays
-// small on clusters with many pods: identity, labels, the Multus
-// annotations, and the owner of a virt-launcher pod.
-func slimPod(pod *corev1.Pod) *corev1.Pod {
-	slim := &corev1.Pod{}
-	slim.Name = pod.Name
-	slim.Namespace = pod.Namespace
-	slim.GenerateName = pod.GenerateName
-	slim.UID = pod.UID
-	slim.ResourceVersion = pod.ResourceVersion
-	slim.CreationTimestamp = pod.CreationTimestamp
-	slim.DeletionTimestamp = pod.DeletionTimestamp
-	slim.Labels = pod.Labels
-	if _, launcher := kubevirt.LauncherOf(pod); launcher {
-		// The VMI reference is what makes a virt-launcher pod one.
-		slim.OwnerReferences = pod.OwnerReferences
-	}
-	for _, key := range []string{multus.NetworksAnnotation, collision.NetworkStatusAnnotation, collision.OldNetworkStatusAnnotation} {
-		if v, ok := pod.Annotations[key]; ok {
-			if slim.Annotations == nil {
-				slim.Annotations = map[string]string{}
-			}
-			slim.Annotations[key] = v
-		}
-	}
-	slim.Status.Phase = pod.Status.Phase
-	return slim
-}
-
-// slimVMI keeps what kubemacpool reads of a VMI: identity, owner, the
-// interfaces and networks of its spec, and the MACs and migration state of
-// its status.
-func slimVMI(vmi *kubevirtv1.VirtualMachineInstance) *kubevirtv1.VirtualMachineInstance {
-	slim := &kubevirtv1.VirtualMachineInstance{}
-	slim.ObjectMeta = metav1.ObjectMeta{
-		Name: vmi.Name, Namespace: vmi.Namespace, GenerateName: vmi.GenerateName, UID: vmi.UID,
-		ResourceVersion: vmi.ResourceVersion, CreationTimestamp: vmi.CreationTimestamp,
-		DeletionTimestamp: vmi.DeletionTimestamp, Labels: vmi.Labels, OwnerReferences: vmi.OwnerReferences,
-	}
-	slim.Spec.Domain.Devices.Interfaces = vmi.Spec.Domain.Devices.Interfaces
-	slim.Spec.Networks = vmi.Spec.Networks
-	slim.Status.Phase = vmi.Status.Phase
-	slim.Status.Interfaces = vmi.Status.Interfaces
-	slim.Status.MigrationState = vmi.Status.MigrationState
-	return slim
 }
 
 // poolNumbers feeds the pool gauges.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -25,8 +26,9 @@ import (
 // a handful is plenty; the bound keeps a broken cache from looping forever.
 const maxCollisions = 64
 
-// ErrNotReady is returned before the range configuration has been loaded.
-var ErrNotReady = errors.New("the MAC pool is not ready yet (range configuration not loaded); retry shortly")
+// ErrNotReady is returned before the range configuration has been loaded,
+// and while the indexes of what is held are not synced (ServeWhen).
+var ErrNotReady = errors.New("the MAC pool is not ready yet; retry shortly")
 
 // ExhaustedError says no allocatable MAC is free.
 type ExhaustedError struct {
@@ -40,17 +42,25 @@ func (e *ExhaustedError) Error() string {
 		"delete objects that hold MACs or widen the range in the range ConfigMap", e.Range, e.Size, e.Held)
 }
 
-// HeldError says a MAC asked for explicitly is held by another object.
+// HeldError says a MAC asked for explicitly is held by another object:
+// reserved for it (Holder set), or carried by it without a reservation
+// yet (Carrier set).
 type HeldError struct {
-	MAC    mac.MAC
-	Holder v1alpha1.MACAddress
+	MAC     mac.MAC
+	Holder  *v1alpha1.MACAddress
+	Carrier *carriers.Carrier
 }
 
 func (e *HeldError) Error() string {
-	o := e.Holder.Spec.Owner
-	holder := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName())
-	if e.Holder.Spec.Network != "" {
-		holder += fmt.Sprintf(" (network %s)", e.Holder.Spec.Network)
+	var holder, network string
+	if e.Holder != nil {
+		o := e.Holder.Spec.Owner
+		holder, network = fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName()), e.Holder.Spec.Network
+	} else if e.Carrier != nil {
+		holder, network = e.Carrier.Object.String(), e.Carrier.Network
+	}
+	if network != "" {
+		holder += fmt.Sprintf(" (network %s)", network)
 	}
 	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
 }
@@ -69,20 +79,99 @@ type Pool struct {
 	writer client.Client // creates and deletes MACAddress objects
 	reader client.Reader // uncached reads, for messages that must be current
 
-	mu        sync.Mutex
-	loaded    bool
-	alloc     mac.Allocatable
-	held      *indexSet
-	cursor    uint64
-	heldMACs  map[mac.MAC]struct{} // every MAC the cluster holds, in range or not
-	rangeInfo string
+	// carried is the index of MACs that objects carry; nil in tests of the
+	// pool alone. Index -> pool is the lock order: the index calls
+	// SetCarried with its lock held, so the pool never calls the index
+	// while holding mu.
+	carried *carriers.Index
+	// synced, when set, says why the indexes of held MACs are not complete
+	// yet (nil once they are); allocation waits for them.
+	synced func() error
+
+	mu     sync.Mutex
+	loaded bool
+	alloc  mac.Allocatable
+	held   *indexSet // allocatable indices that are reserved or carried
+	cursor uint64
+	// marks has every MAC the cluster holds, in range or not, and why.
+	marks map[mac.MAC]mark
 }
+
+// mark says why a MAC is held; a MAC leaves the index when both are gone.
+type mark uint8
+
+const (
+	reserved mark = 1 << iota // a MACAddress holds it, or this replica is reserving it
+	carried                   // an object carries it
+)
 
 // New returns a pool that writes MACAddress objects with writer and reads
 // holders with reader (use an uncached reader). It is not ready until
 // SetRange is called.
 func New(writer client.Client, reader client.Reader) *Pool {
-	return &Pool{writer: writer, reader: reader, heldMACs: map[mac.MAC]struct{}{}}
+	return &Pool{writer: writer, reader: reader, marks: map[mac.MAC]mark{}}
+}
+
+// WatchCarried makes Claim refuse MACs that objects in ix carry for others.
+// Candidates skip carried MACs through SetCarried, which ix calls.
+func (p *Pool) WatchCarried(ix *carriers.Index) { p.carried = ix }
+
+// ServeWhen makes Allocate and Claim fail with ErrNotReady while synced
+// returns an error: a replica whose indexes have not seen every MACAddress
+// and every carried MAC would pick MACs in use. Readiness keeps a Service
+// from sending such a replica requests; this covers callers that do not
+// go through one.
+func (p *Pool) ServeWhen(synced func() error) { p.synced = synced }
+
+// Synced returns why the indexes of held MACs are not complete yet, or nil.
+func (p *Pool) Synced() error {
+	if p.synced == nil {
+		return nil
+	}
+	return p.synced()
+}
+
+func (p *Pool) checkSynced() error {
+	if p.synced == nil {
+		return nil
+	}
+	if err := p.synced(); err != nil {
+		return fmt.Errorf("%w (%v)", ErrNotReady, err)
+	}
+	return nil
+}
+
+// SetCarried records that some object carries m (or none does any more).
+// It is the carriers.Index callback.
+func (p *Pool) SetCarried(m mac.MAC, isCarried bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setMarkLocked(m, carried, isCarried)
+}
+
+// setMarkLocked sets or clears one reason for m being held and keeps the
+// candidate index in step: an index is held while any reason is.
+func (p *Pool) setMarkLocked(m mac.MAC, why mark, on bool) {
+	before := p.marks[m]
+	after := before &^ why
+	if on {
+		after |= why
+	}
+	if after == 0 {
+		delete(p.marks, m)
+	} else {
+		p.marks[m] = after
+	}
+	if !p.loaded || (before == 0) == (after == 0) {
+		return
+	}
+	if i, ok := p.alloc.IndexOf(m); ok {
+		if after == 0 {
+			p.held.Remove(i)
+		} else {
+			p.held.Add(i)
+		}
+	}
 }
 
 // SetRange switches to a new allocatable set and rebuilds the index from
@@ -99,10 +188,10 @@ func (p *Pool) SetRange(alloc mac.Allocatable) {
 	p.loaded = true
 }
 
-// rebuildLocked recomputes the index of the range from heldMACs.
+// rebuildLocked recomputes the index of the range from marks.
 func (p *Pool) rebuildLocked() {
 	p.held = newIndexSet(p.alloc.Size())
-	for m := range p.heldMACs {
+	for m := range p.marks {
 		if i, ok := p.alloc.IndexOf(m); ok {
 			p.held.Add(i)
 		}
@@ -120,7 +209,7 @@ func (p *Pool) Ready() bool {
 type Stats struct {
 	Range mac.Range
 	Size  uint64 // allocatable addresses in the range
-	Held  uint64 // of those, held
+	Held  uint64 // of those, held (reserved or carried)
 	Total uint64 // every MAC held, in the range or not
 }
 
@@ -129,45 +218,42 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.loaded {
-		return Stats{Total: uint64(len(p.heldMACs))}
+		return Stats{Total: uint64(len(p.marks))}
 	}
-	return Stats{Range: p.alloc.Range(), Size: p.alloc.Size(), Held: p.held.Len(), Total: uint64(len(p.heldMACs))}
+	return Stats{Range: p.alloc.Range(), Size: p.alloc.Size(), Held: p.held.Len(), Total: uint64(len(p.marks))}
 }
 
 // MarkHeld records that the cluster holds m (a MACAddress exists).
 func (p *Pool) MarkHeld(m mac.MAC) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.heldMACs[m] = struct{}{}
-	if p.loaded {
-		if i, ok := p.alloc.IndexOf(m); ok {
-			p.held.Add(i)
-		}
-	}
+	p.setMarkLocked(m, reserved, true)
 }
 
-// MarkFree records that the cluster no longer holds m.
+// MarkFree records that no MACAddress holds m any more. m stays taken
+// while an object carries it.
 func (p *Pool) MarkFree(m mac.MAC) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.heldMACs, m)
-	if p.loaded {
-		if i, ok := p.alloc.IndexOf(m); ok {
-			p.held.Remove(i)
-		}
-	}
+	p.setMarkLocked(m, reserved, false)
 }
 
-// Replace resets the set of held MACs, e.g. from a full list of MACAddress
-// objects, so a hint that went stale (a watch event lost) heals.
-// The cursor stays where it is, so a just-freed MAC is still not handed
-// straight back.
+// Replace resets the set of reserved MACs, e.g. from a full list of
+// MACAddress objects, so a hint that went stale (a watch event lost) heals.
+// Carried MACs stay as the carrier index says. The cursor stays where it
+// is, so a just-freed MAC is still not handed straight back.
 func (p *Pool) Replace(held []mac.MAC) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.heldMACs = make(map[mac.MAC]struct{}, len(held))
+	for m, why := range p.marks {
+		if why &^= reserved; why == 0 {
+			delete(p.marks, m)
+		} else {
+			p.marks[m] = why
+		}
+	}
 	for _, m := range held {
-		p.heldMACs[m] = struct{}{}
+		p.marks[m] |= reserved
 	}
 	if p.loaded {
 		p.rebuildLocked()
@@ -180,7 +266,7 @@ func (p *Pool) candidate() (mac.MAC, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.loaded {
-		return 0, ErrNotReady
+		return 0, fmt.Errorf("%w (range configuration not loaded)", ErrNotReady)
 	}
 	size := p.alloc.Size()
 	for {
@@ -193,8 +279,7 @@ func (p *Pool) candidate() (mac.MAC, error) {
 		}
 		p.cursor = (i + 1) % size
 		m := p.alloc.At(i)
-		p.held.Add(i)
-		p.heldMACs[m] = struct{}{}
+		p.setMarkLocked(m, reserved, true)
 		return m, nil
 	}
 }
@@ -209,6 +294,9 @@ func (p *Pool) Unmark(m mac.MAC) { p.MarkFree(m) }
 // free now and reserves nothing; the pick stays marked so the same request
 // gets distinct MACs, and the caller Unmarks the picks once it has answered.
 func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
+	if err := p.checkSynced(); err != nil {
+		return 0, err
+	}
 	for attempt := 0; attempt < maxCollisions; attempt++ {
 		m, err := p.candidate()
 		if err != nil {
@@ -238,6 +326,12 @@ func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
 // if the request fails after all: an accepted one may belong to an object
 // that was persisted by that earlier attempt).
 func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, err error) {
+	if err := p.checkSynced(); err != nil {
+		return false, err
+	}
+	if c := p.carriedByOther(m, r.Owner); c != nil {
+		return false, &HeldError{MAC: m, Carrier: c}
+	}
 	if r.DryRun {
 		holder, err := p.Holder(ctx, m)
 		switch {
@@ -248,7 +342,7 @@ func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, e
 		case sameReservation(holder, r):
 			return false, nil
 		default:
-			return false, &HeldError{MAC: m, Holder: *holder}
+			return false, &HeldError{MAC: m, Holder: holder}
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -271,7 +365,7 @@ func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, e
 		case err != nil:
 			return false, fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
 		case !sameReservation(holder, r):
-			return false, &HeldError{MAC: m, Holder: *holder}
+			return false, &HeldError{MAC: m, Holder: holder}
 		}
 		// Accepting the existing reservation races with the controller,
 		// which may be releasing it at this moment (a VM update that puts
@@ -289,6 +383,30 @@ func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, e
 			return false, fmt.Errorf("renewing the reservation of MAC %s: %w", m, err)
 		}
 	}
+}
+
+// carriedByOther returns an object that carries m on behalf of anyone but
+// owner, or nil. What owner's own objects carry (the object itself,
+// re-applied; a VM's running VMI and virt-launcher pod) is its own.
+func (p *Pool) carriedByOther(m mac.MAC, owner v1alpha1.Owner) *carriers.Carrier {
+	if p.carried == nil {
+		return nil
+	}
+	for _, c := range p.carried.Of(m) {
+		if !sameObject(c.For, owner) {
+			return &c
+		}
+	}
+	return nil
+}
+
+// sameObject reports whether ref names the object of owner: the same kind
+// and name, and the same UID when both are known (a create has none yet).
+func sameObject(ref carriers.Ref, owner v1alpha1.Owner) bool {
+	if owner.Name == "" || ref.Kind != owner.Kind || ref.Namespace != owner.Namespace || ref.Name != owner.Name {
+		return false
+	}
+	return owner.UID == "" || ref.UID == "" || owner.UID == ref.UID
 }
 
 // claimAttempts bounds Claim's retries when the reservation it accepts is

@@ -1,0 +1,153 @@
+// Package carriers knows which MACs the objects of the cluster carry, and
+// keeps an index of them on every replica. What objects carry is the truth
+// kubemacpool is built on: a MAC is held when a reservation holds it or any
+// object carries it, in any namespace, managed by kubemacpool or not (a pod
+// in an ignored namespace still shares the L2 network), so the pool never
+// picks a carried MAC and the controller never frees one.
+//
+// The parsing of each kind lives here, next to the cache transforms that
+// slim those objects to what the parsing reads.
+package carriers
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/multus"
+)
+
+// Kinds of objects that carry MACs.
+const (
+	Pod                    = "Pod"
+	VirtualMachine         = "VirtualMachine"
+	VirtualMachineInstance = "VirtualMachineInstance"
+)
+
+// Ref names one object.
+type Ref struct {
+	Kind      string
+	Namespace string
+	Name      string
+	// UID is empty when unknown (a VMI reference without one, say).
+	UID types.UID
+}
+
+func (r Ref) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
+
+// Carrier is one MAC that one object carries.
+type Carrier struct {
+	MAC    mac.MAC
+	Object Ref
+	// For is the object the MAC is carried on behalf of: the object itself,
+	// except for a VMI created by a VM (its VM) and a virt-launcher pod
+	// (its VMI, and through it that VMI's VM; see Index.Resolve).
+	For       Ref
+	Network   string
+	Interface string
+	// Created is the carrying object's creation time: the oldest carrier
+	// of a MAC is the one it is adopted for.
+	Created time.Time
+}
+
+// OfPod lists the MACs a pod's Multus networks annotation carries. An
+// annotation that does not parse carries nothing (the webhook refuses such
+// an annotation; one written while it was away set up no interfaces that
+// Multus could parse either), and values that are not MACs are skipped.
+func OfPod(pod *corev1.Pod) []Carrier {
+	value := pod.Annotations[multus.NetworksAnnotation]
+	if value == "" {
+		return nil
+	}
+	elems, err := multus.Parse(value, pod.Namespace)
+	if err != nil {
+		return nil
+	}
+	self := Ref{Kind: Pod, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	forRef := self
+	if vmi, ok := kubevirt.LauncherOf(pod); ok {
+		forRef = Ref{Kind: VirtualMachineInstance, Namespace: pod.Namespace, Name: vmi.Name, UID: vmi.UID}
+	}
+	var out []Carrier
+	for i := range elems {
+		m, err := mac.Parse(elems[i].MAC())
+		if err != nil {
+			continue
+		}
+		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: elems[i].NetworkKey(),
+			Interface: elems[i].Interface(), Created: pod.CreationTimestamp.Time})
+	}
+	return out
+}
+
+// OfVM lists the MACs in the interfaces of a VM's template that
+// kubemacpool manages (kubevirt.ManagedInterfaces).
+func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
+	self := Ref{Kind: VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
+	return ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
+}
+
+// OfVMI lists the MACs of a VMI's managed interfaces: those in its spec and
+// those its status reports for them. A running VMI keeps the MACs it was
+// started with until a restart, whatever its VM's template says now, and
+// its status shows what the guest's interfaces actually use.
+func OfVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
+	self := Ref{Kind: VirtualMachineInstance, Namespace: vmi.Namespace, Name: vmi.Name, UID: vmi.UID}
+	forRef := self
+	if vm, ok := kubevirt.ControllingVM(vmi); ok {
+		forRef = Ref{Kind: VirtualMachine, Namespace: vmi.Namespace, Name: vm.Name, UID: vm.UID}
+	}
+	out := ofSpec(&vmi.Spec, self, forRef, vmi.CreationTimestamp.Time)
+	managed := map[string]kubevirt.Managed{}
+	for _, m := range kubevirt.ManagedInterfaces(&vmi.Spec) {
+		managed[m.Interface] = m
+	}
+	seen := map[mac.MAC]bool{}
+	for _, c := range out {
+		seen[c.MAC] = true
+	}
+	for _, s := range vmi.Status.Interfaces {
+		iface, ok := managed[s.Name]
+		if !ok {
+			continue
+		}
+		m, err := mac.Parse(s.MAC)
+		if err != nil || seen[m] {
+			continue
+		}
+		seen[m] = true
+		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: iface.Network, Interface: iface.Interface,
+			Created: vmi.CreationTimestamp.Time})
+	}
+	return out
+}
+
+func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec, self, forRef Ref, created time.Time) []Carrier {
+	var out []Carrier
+	for _, m := range kubevirt.ManagedInterfaces(spec) {
+		parsed, err := mac.Parse(m.MAC)
+		if err != nil {
+			continue
+		}
+		out = append(out, Carrier{MAC: parsed, Object: self, For: forRef, Network: m.Network, Interface: m.Interface, Created: created})
+	}
+	return out
+}
+
+// Of lists what obj carries, for the kinds above; nil for anything else.
+func Of(obj any) []Carrier {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return OfPod(o)
+	case *kubevirtv1.VirtualMachine:
+		return OfVM(o)
+	case *kubevirtv1.VirtualMachineInstance:
+		return OfVMI(o)
+	}
+	return nil
+}
