@@ -62,6 +62,9 @@ func (e *HeldError) Error() string {
 	if network != "" {
 		holder += fmt.Sprintf(" (network %s)", network)
 	}
+	if c := e.Carrier; c != nil && c.For != c.Object {
+		holder += " of " + c.For.String()
+	}
 	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
 }
 

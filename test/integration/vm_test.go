@@ -359,7 +359,14 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 	free.Annotations["k8s.v1.cni.cncf.io/networks"] = `[{"name":"net-a","mac":"02:44:00:00:00:01"}]`
 	g.Expect(env.Client.Create(ctx, free)).To(MatchError(ContainSubstring("is not a MAC of VirtualMachineInstance")))
 
+	// The MAC stays held while the launcher pod still carries it (KubeVirt's
+	// garbage collection removes it after the VMI; no controller manager
+	// runs here, so the test does).
 	g.Expect(env.Client.Delete(ctx, vmi)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(macAddress(g, mustMAC(m))).NotTo(BeNil(), "released while the launcher pod still carries it")
+	}).WithTimeout(2 * time.Second).Should(Succeed())
+	g.Expect(env.Client.Delete(ctx, launcher)).To(Succeed())
 	expectReleased(t, mustMAC(m))
 }
 
