@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -67,5 +69,60 @@ func TestSetRangeKeepsHeld(t *testing.T) {
 		if m, _ := p.candidate(); m == 0x0e0000000001 {
 			t.Fatal("a held MAC was offered")
 		}
+	}
+}
+
+// A MAC an object carries is never a candidate, whether or not a
+// reservation holds it too, and stays out when its reservation goes or the
+// index is rebuilt; it becomes a candidate once nothing carries it.
+func TestCarriedMACsAreNotCandidates(t *testing.T) {
+	p := smallPool(t, 0x0a0000000000, 0x0a0000000003)
+	ix := carriers.NewIndex(p.SetCarried)
+	p.WatchCarried(ix)
+	pod := carriers.Ref{Kind: carriers.Pod, Namespace: "ns", Name: "p"}
+	carry := func(name string, macs ...mac.MAC) {
+		ref := carriers.Ref{Kind: carriers.Pod, Namespace: "ns", Name: name}
+		var cs []carriers.Carrier
+		for _, m := range macs {
+			cs = append(cs, carriers.Carrier{MAC: m, Object: ref, For: ref})
+		}
+		ix.Set(carriers.Pod, "ns", name, cs)
+	}
+	carry("p", 0x0a0000000000, 0x0a0000000001, 0x0a0000000002)
+	p.MarkHeld(0x0a0000000001)
+	p.MarkFree(0x0a0000000001) // its reservation goes; the pod still carries it
+	p.Replace(nil)
+	for i := 0; i < 3; i++ {
+		if m, err := p.candidate(); err != nil || m != 0x0a0000000003 {
+			t.Fatalf("candidate = %s, %v; want the one uncarried MAC", m, err)
+		}
+		p.Unmark(0x0a0000000003)
+	}
+	if s := p.Stats(); s.Held != 3 || s.Total != 3 {
+		t.Fatalf("stats = %+v, want 3 held", s)
+	}
+
+	// Asked for explicitly by another object: refused, naming the carrier.
+	// The same object re-applying it is not refused by the carrier check.
+	_, err := p.Claim(t.Context(), 0x0a0000000002, Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "other"}, DryRun: true})
+	var held *HeldError
+	if !errors.As(err, &held) || !strings.Contains(err.Error(), "already in use by "+pod.String()) {
+		t.Fatalf("claim of a carried MAC: %v", err)
+	}
+	if c := p.carriedByOther(0x0a0000000002, v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}); c != nil {
+		t.Fatalf("the carrier itself was refused its MAC: %v", c)
+	}
+
+	carry("p", 0x0a0000000000) // two interfaces removed
+	seen := map[mac.MAC]bool{}
+	for i := 0; i < 3; i++ {
+		m, err := p.candidate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[m] = true
+	}
+	if seen[0x0a0000000000] || len(seen) != 3 {
+		t.Fatalf("candidates after the pod dropped two MACs: %v", seen)
 	}
 }
