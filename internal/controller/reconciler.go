@@ -136,7 +136,9 @@ func (r *MACReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 			// A VM's MAC stays its own while its running VMI or virt-launcher
 			// pod carries it (KubeVirt keeps the old MAC until a restart);
 			// the VMI's delete brings the MAC back here.
-			if c := r.carriedFor(address, holder.Spec.Owner); c != nil {
+			if c, err := r.carriedFor(ctx, address, holder.Spec.Owner); err != nil {
+				return reconcile.Result{}, err
+			} else if c != nil {
 				log.V(1).Info("owner no longer carries the MAC, but its instance does; keeping it held", "owner", holder.Spec.Owner, "carrier", c.Object.String())
 				return reconcile.Result{}, nil
 			}
@@ -233,18 +235,31 @@ func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carr
 }
 
 // carriedFor returns an object that carries address on behalf of the
-// owner o (its VMI or virt-launcher pod, for a VM), or nil.
-func (r *MACReconciler) carriedFor(address mac.MAC, o v1alpha1.Owner) *carriers.Carrier {
-	if r.Carried == nil {
-		return nil
-	}
+// owner o (its VMI or virt-launcher pod, for a VM), or nil. Each carrier
+// is confirmed in the cache: the index is fed by a handler of the same
+// informer, which may not have seen the delete that brought us here.
+func (r *MACReconciler) carriedFor(ctx context.Context, address mac.MAC, o v1alpha1.Owner) (*carriers.Carrier, error) {
 	for _, c := range r.Carried.Of(address) {
-		if c.For.Kind == o.Kind && c.For.Namespace == o.Namespace && c.For.Name == o.Name &&
-			(o.UID == "" || c.For.UID == "" || c.For.UID == o.UID) {
-			return &c
+		if c.For.Kind != o.Kind || c.For.Namespace != o.Namespace || c.For.Name != o.Name ||
+			(o.UID != "" && c.For.UID != "" && c.For.UID != o.UID) {
+			continue
+		}
+		k, ok := r.Kinds.Get(c.Object.Kind)
+		if !ok {
+			return &c, nil // a kind not tracked yet: never release on a guess
+		}
+		obj := k.New()
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Object.Namespace, Name: c.Object.Name}, obj)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, err
+		case obj.GetUID() == c.Object.UID:
+			return &c, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // reservedAt is when a reservation was last made or accepted by a request:
