@@ -40,6 +40,14 @@ type Ref struct {
 
 func (r Ref) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
+// Is reports whether r names the object kind namespace/name with uid: the
+// same kind and name, and the same UID when both are known (an object
+// being created has none yet).
+func (r Ref) Is(kind, namespace, name string, uid types.UID) bool {
+	return name != "" && r.Kind == kind && r.Namespace == namespace && r.Name == name &&
+		(uid == "" || r.UID == "" || r.UID == uid)
+}
+
 // Carrier is one MAC that one object carries.
 type Carrier struct {
 	MAC    mac.MAC

@@ -240,8 +240,7 @@ func (r *MACReconciler) carriersOf(ctx context.Context, address mac.MAC) ([]carr
 // informer, which may not have seen the delete that brought us here.
 func (r *MACReconciler) carriedFor(ctx context.Context, address mac.MAC, o v1alpha1.Owner) (*carriers.Carrier, error) {
 	for _, c := range r.Carried.Of(address) {
-		if c.For.Kind != o.Kind || c.For.Namespace != o.Namespace || c.For.Name != o.Name ||
-			(o.UID != "" && c.For.UID != "" && c.For.UID != o.UID) {
+		if !c.For.Is(o.Kind, o.Namespace, o.Name, o.UID) {
 			continue
 		}
 		k, ok := r.Kinds.Get(c.Object.Kind)

@@ -396,20 +396,11 @@ func (p *Pool) carriedByOther(m mac.MAC, owner v1alpha1.Owner) *carriers.Carrier
 		return nil
 	}
 	for _, c := range p.carried.Of(m) {
-		if !sameObject(c.For, owner) {
+		if !c.For.Is(owner.Kind, owner.Namespace, owner.Name, owner.UID) {
 			return &c
 		}
 	}
 	return nil
-}
-
-// sameObject reports whether ref names the object of owner: the same kind
-// and name, and the same UID when both are known (a create has none yet).
-func sameObject(ref carriers.Ref, owner v1alpha1.Owner) bool {
-	if owner.Name == "" || ref.Kind != owner.Kind || ref.Namespace != owner.Namespace || ref.Name != owner.Name {
-		return false
-	}
-	return owner.UID == "" || ref.UID == "" || owner.UID == ref.UID
 }
 
 // claimAttempts bounds Claim's retries when the reservation it accepts is
