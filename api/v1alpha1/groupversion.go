@@ -1,6 +1,7 @@
-// Package v1alpha1 holds the kubemacpool.io/v1alpha1 API: one MACAddress object
-// per MAC in use, named after the MAC, so that the API server's refusal of a
-// second object with the same name is the allocation lock.
+// Package v1alpha1 holds the kubemacpool.io/v1alpha1 API: the ledger of
+// MACs kubemacpool holds, as MACBlock objects that each cover 64
+// consecutive MACs. An update carrying the block's resourceVersion is the
+// allocation lock.
 //
 // +kubebuilder:object:generate=true
 // +groupName=kubemacpool.io
