@@ -1,0 +1,305 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+// Entry is one held MAC as the index knows it.
+type Entry struct {
+	MAC mac.MAC
+	v1alpha1.MACBlockEntry
+}
+
+// Ledger is one replica's view of the MAC blocks and its way to change
+// them. It runs on every replica: every replica serves the webhook.
+type Ledger struct {
+	Cache  cache.Cache
+	Writer client.Client // writes blocks
+	Live   client.Reader // uncached reads, after a write lost a race
+	Log    logr.Logger
+	// OnChange is told when a MAC gains or loses its entry, with the
+	// ledger's lock held: it must not call back into the ledger.
+	OnChange func(m mac.MAC, held bool)
+
+	mu      sync.Mutex
+	blocks  map[string]*blockState
+	byOwner map[ownerKey]map[mac.MAC]bool
+	entries int
+	synced  atomic.Bool
+}
+
+type ownerKey struct{ kind, namespace, name string }
+
+// blockState is what this replica knows of one block and what it waits to
+// write to it.
+type blockState struct {
+	start mac.MAC
+	// latest is the freshest version seen, from the watch or from this
+	// replica's own writes; nil while the block is not known to exist.
+	latest  *v1alpha1.MACBlock
+	queue   []*change
+	writing bool
+}
+
+// NeedLeaderElection is false: every replica needs the ledger.
+func (l *Ledger) NeedLeaderElection() bool { return false }
+
+func (l *Ledger) init() {
+	if l.blocks == nil {
+		l.blocks = map[string]*blockState{}
+		l.byOwner = map[ownerKey]map[mac.MAC]bool{}
+	}
+}
+
+// Start feeds the index from the MACBlock informer until ctx ends.
+func (l *Ledger) Start(ctx context.Context) error {
+	informer, err := l.Cache.GetInformer(ctx, &v1alpha1.MACBlock{})
+	if err != nil {
+		return fmt.Errorf("watching MACBlocks: %w", err)
+	}
+	reg, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { l.seen(obj, false) },
+		UpdateFunc: func(_, obj any) { l.seen(obj, false) },
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			l.seen(obj, true)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching MACBlocks: %w", err)
+	}
+	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+		return nil
+	}
+	l.synced.Store(true)
+	l.Log.Info("ledger indexed", "blocks", l.Blocks(), "entries", l.Len())
+	<-ctx.Done()
+	return nil
+}
+
+// Synced reports whether the index has seen every block that existed when
+// the replica started.
+func (l *Ledger) Synced() bool { return l.synced.Load() }
+
+func (l *Ledger) seen(obj any, deleted bool) {
+	b, ok := obj.(*v1alpha1.MACBlock)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observeLocked(b, deleted)
+}
+
+// observeLocked records b as the block's state if it is newer than what is
+// known (the watch may deliver a version older than this replica's own
+// write), and tells OnChange what changed.
+func (l *Ledger) observeLocked(b *v1alpha1.MACBlock, deleted bool) {
+	start, ok := StartOf(b)
+	if !ok {
+		return
+	}
+	l.init()
+	st := l.stateLocked(start)
+	if st.latest != nil && olderThan(b.ResourceVersion, st.latest.ResourceVersion) {
+		return
+	}
+	if deleted && st.latest != nil && st.latest.ResourceVersion != b.ResourceVersion {
+		return // deleted, but recreated since
+	}
+	before := st.latest
+	if deleted {
+		st.latest = nil
+	} else {
+		st.latest = b
+	}
+	l.diffLocked(start, before, st.latest)
+}
+
+// diffLocked updates the owner index and tells OnChange about every MAC
+// whose entry appeared or went between two versions of a block.
+func (l *Ledger) diffLocked(start mac.MAC, before, after *v1alpha1.MACBlock) {
+	old := map[int32]*v1alpha1.MACBlockEntry{}
+	if before != nil {
+		for i := range before.Spec.Entries {
+			old[before.Spec.Entries[i].Offset] = &before.Spec.Entries[i]
+		}
+	}
+	if after != nil {
+		for i := range after.Spec.Entries {
+			e := &after.Spec.Entries[i]
+			m := start + mac.MAC(e.Offset)
+			if prev, ok := old[e.Offset]; ok {
+				delete(old, e.Offset)
+				if prev.Owner != e.Owner {
+					l.unindexOwnerLocked(prev.Owner, m)
+					l.indexOwnerLocked(e.Owner, m)
+				}
+				continue
+			}
+			l.entries++
+			l.indexOwnerLocked(e.Owner, m)
+			if l.OnChange != nil {
+				l.OnChange(m, true)
+			}
+		}
+	}
+	for off, e := range old {
+		m := start + mac.MAC(off)
+		l.entries--
+		l.unindexOwnerLocked(e.Owner, m)
+		if l.OnChange != nil {
+			l.OnChange(m, false)
+		}
+	}
+}
+
+func (l *Ledger) indexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
+	if o.Name == "" {
+		return
+	}
+	k := ownerKey{o.Kind, o.Namespace, o.Name}
+	if l.byOwner[k] == nil {
+		l.byOwner[k] = map[mac.MAC]bool{}
+	}
+	l.byOwner[k][m] = true
+}
+
+func (l *Ledger) unindexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
+	k := ownerKey{o.Kind, o.Namespace, o.Name}
+	if set := l.byOwner[k]; set != nil {
+		delete(set, m)
+		if len(set) == 0 {
+			delete(l.byOwner, k)
+		}
+	}
+}
+
+func (l *Ledger) stateLocked(start mac.MAC) *blockState {
+	name := start.ObjectName()
+	st := l.blocks[name]
+	if st == nil {
+		st = &blockState{start: start}
+		l.blocks[name] = st
+	}
+	return st
+}
+
+// olderThan compares resourceVersions. They are opaque to clients in
+// general but etcd revisions in practice; an unparsable one is taken as
+// newer, so the watch always wins over a guess.
+func olderThan(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
+
+// Lookup returns the entry holding m, if the index has one.
+func (l *Ledger) Lookup(m mac.MAC) (Entry, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.blocks[BlockName(m)]
+	if st == nil || st.latest == nil {
+		return Entry{}, false
+	}
+	e := Find(st.latest, Offset(m))
+	if e == nil {
+		return Entry{}, false
+	}
+	return Entry{MAC: m, MACBlockEntry: *e}, true
+}
+
+// Block returns the freshest known version of the block named name (nil
+// if it is not known to exist), not to be modified.
+func (l *Ledger) Block(name string) *v1alpha1.MACBlock {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.blocks[name]; st != nil {
+		return st.latest
+	}
+	return nil
+}
+
+// OwnedBy lists the entries held for the object kind namespace/name.
+func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Entry
+	for m := range l.byOwner[ownerKey{kind, namespace, name}] {
+		if st := l.blocks[BlockName(m)]; st != nil && st.latest != nil {
+			if e := Find(st.latest, Offset(m)); e != nil {
+				out = append(out, Entry{MAC: m, MACBlockEntry: *e})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	return out
+}
+
+// Len is the number of entries in the ledger.
+func (l *Ledger) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.entries
+}
+
+// Blocks is the number of blocks known to exist.
+func (l *Ledger) Blocks() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, st := range l.blocks {
+		if st.latest != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// BlockNames lists every block known to exist.
+func (l *Ledger) BlockNames() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.blocks))
+	for name, st := range l.blocks {
+		if st.latest != nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Each calls f for every entry, with the ledger locked: f must be quick
+// and must not call the ledger.
+func (l *Ledger) Each(f func(Entry)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, st := range l.blocks {
+		if st.latest == nil {
+			continue
+		}
+		for _, e := range st.latest.Spec.Entries {
+			f(Entry{MAC: st.start + mac.MAC(e.Offset), MACBlockEntry: e})
+		}
+	}
+}
+
+// ErrContended says a block kept changing under this replica's writes.
+var ErrContended = errors.New("the MAC block kept changing under this write; retry")
