@@ -10,7 +10,7 @@ targets=(
   "./internal/mac FuzzParse"
   "./internal/mac FuzzAllocatable"
   "./internal/multus FuzzParse"
-  "./internal/controller FuzzParseRangeConfig"
+  "./internal/rangeconfig FuzzParse"
 )
 cache=$(go env GOCACHE)/fuzz/github.com/kubemacpool/kubemacpool
 for t in "${targets[@]}"; do

@@ -1,7 +1,7 @@
-// Package pool hands out MAC addresses. Every MAC in use is a MACAddress
-// object named after the MAC; creating it is the lock, so any number of
-// replicas may allocate at once. The in-memory index here is only a hint for
-// picking a candidate that is probably free: the API server decides.
+// Package pool chooses MACs and reserves them in the ledger. Every replica
+// runs one. Its in-memory index (ledger entries, carried MACs, this
+// replica's picks in flight) is only a hint for choosing a candidate that is
+// probably free: the block update decides.
 package pool
 
 import (
@@ -12,19 +12,20 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/utils/clock"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
-// maxCollisions bounds how many candidates one allocation tries when other
-// replicas keep winning them. The index catches up within a watch event, so
-// a handful is plenty; the bound keeps a broken cache from looping forever.
-const maxCollisions = 64
+// maxRounds bounds how often one request picks again when other replicas
+// won its candidates. The index catches up with the block it lost, so one
+// more round nearly always does; the bound keeps a broken view from
+// looping forever.
+const maxRounds = 16
 
 // ErrNotReady is returned before the range configuration has been loaded,
 // and while the indexes of what is held are not synced (ServeWhen).
@@ -43,19 +44,19 @@ func (e *ExhaustedError) Error() string {
 }
 
 // HeldError says a MAC asked for explicitly is held by another object:
-// reserved for it (Holder set), or carried by it without a reservation
-// yet (Carrier set).
+// reserved for it in the ledger (Entry set), or carried by it without an
+// entry yet (Carrier set).
 type HeldError struct {
 	MAC     mac.MAC
-	Holder  *v1alpha1.MACAddress
+	Entry   *v1alpha1.MACBlockEntry
 	Carrier *carriers.Carrier
 }
 
 func (e *HeldError) Error() string {
 	var holder, network string
-	if e.Holder != nil {
-		o := e.Holder.Spec.Owner
-		holder, network = fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName()), e.Holder.Spec.Network
+	if e.Entry != nil {
+		o := e.Entry.Owner
+		holder, network = fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName()), e.Entry.Network
 	} else if e.Carrier != nil {
 		holder, network = e.Carrier.Object.String(), e.Carrier.Network
 	}
@@ -68,24 +69,45 @@ func (e *HeldError) Error() string {
 	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
 }
 
-// Request says who a MAC is for.
-type Request struct {
-	Owner     v1alpha1.Owner
+// Slot is one interface of a request that needs a MAC.
+type Slot struct {
 	Network   string
 	Interface string
+	// Requested is the MAC the user asked for; zero to get one from the pool.
+	Requested mac.MAC
+}
+
+// Request is every MAC one admission needs, for one owner.
+type Request struct {
+	Owner v1alpha1.Owner
+	Slots []Slot
 	// DryRun asks for an answer without reserving anything.
 	DryRun bool
 }
 
-// Pool chooses candidates and reserves them through the API server.
+// Result is what Reserve gave a request.
+type Result struct {
+	// MACs, one per slot.
+	MACs []mac.MAC
+	// Written are the entries this request added (not those of an earlier
+	// attempt it accepted): only these are Release'd if the request is
+	// refused after all.
+	Written []mac.MAC
+	// Reserved is the time written into the request's entries.
+	Reserved metav1.MicroTime
+	// picked are candidates marked in memory, unmarked by Done.
+	picked []mac.MAC
+}
+
+// Pool chooses candidates and reserves them through the ledger.
 type Pool struct {
-	writer client.Client // creates and deletes MACAddress objects
-	reader client.Reader // uncached reads, for messages that must be current
+	ledger *ledger.Ledger
+	clock  clock.PassiveClock
 
 	// carried is the index of MACs that objects carry; nil in tests of the
 	// pool alone. Index -> pool is the lock order: the index calls
 	// SetCarried with its lock held, so the pool never calls the index
-	// while holding mu.
+	// while holding mu. The same holds for the ledger and SetReserved.
 	carried *carriers.Index
 	// synced, when set, says why the indexes of held MACs are not complete
 	// yet (nil once they are); allocation waits for them.
@@ -94,36 +116,36 @@ type Pool struct {
 	mu     sync.Mutex
 	loaded bool
 	alloc  mac.Allocatable
-	held   *indexSet // allocatable indices that are reserved or carried
+	held   *indexSet // allocatable indices that are reserved, carried or picked
 	cursor uint64
 	// marks has every MAC the cluster holds, in range or not, and why.
 	marks map[mac.MAC]mark
 }
 
-// mark says why a MAC is held; a MAC leaves the index when both are gone.
+// mark says why a MAC is held; a MAC leaves the index when all are gone.
 type mark uint8
 
 const (
-	reserved mark = 1 << iota // a MACAddress holds it, or this replica is reserving it
+	reserved mark = 1 << iota // the ledger has an entry for it
 	carried                   // an object carries it
+	picked                    // a request on this replica is reserving it
 )
 
-// New returns a pool that writes MACAddress objects with writer and reads
-// holders with reader (use an uncached reader). It is not ready until
-// SetRange is called.
-func New(writer client.Client, reader client.Reader) *Pool {
-	return &Pool{writer: writer, reader: reader, marks: map[mac.MAC]mark{}}
+// New returns a pool that reserves in l, timing entries by clk. It is not
+// ready until SetRange is called.
+func New(l *ledger.Ledger, clk clock.PassiveClock) *Pool {
+	return &Pool{ledger: l, clock: clk, marks: map[mac.MAC]mark{}}
 }
 
-// WatchCarried makes Claim refuse MACs that objects in ix carry for others.
-// Candidates skip carried MACs through SetCarried, which ix calls.
+// WatchCarried makes Reserve refuse MACs that objects in ix carry for
+// others. Candidates skip carried MACs through SetCarried, which ix calls.
 func (p *Pool) WatchCarried(ix *carriers.Index) { p.carried = ix }
 
-// ServeWhen makes Allocate and Claim fail with ErrNotReady while synced
-// returns an error: a replica whose indexes have not seen every MACAddress
-// and every carried MAC would pick MACs in use. Readiness keeps a Service
-// from sending such a replica requests; this covers callers that do not
-// go through one.
+// ServeWhen makes Reserve fail with ErrNotReady while synced returns an
+// error: a replica whose indexes have not seen every ledger entry and every
+// carried MAC would pick MACs in use. Readiness keeps a Service from
+// sending such a replica requests; this covers callers that do not go
+// through one.
 func (p *Pool) ServeWhen(synced func() error) { p.synced = synced }
 
 // Synced returns why the indexes of held MACs are not complete yet, or nil.
@@ -135,10 +157,7 @@ func (p *Pool) Synced() error {
 }
 
 func (p *Pool) checkSynced() error {
-	if p.synced == nil {
-		return nil
-	}
-	if err := p.synced(); err != nil {
+	if err := p.Synced(); err != nil {
 		return fmt.Errorf("%w (%v)", ErrNotReady, err)
 	}
 	return nil
@@ -146,10 +165,16 @@ func (p *Pool) checkSynced() error {
 
 // SetCarried records that some object carries m (or none does any more).
 // It is the carriers.Index callback.
-func (p *Pool) SetCarried(m mac.MAC, isCarried bool) {
+func (p *Pool) SetCarried(m mac.MAC, isCarried bool) { p.setMark(m, carried, isCarried) }
+
+// SetReserved records that the ledger has an entry for m (or no longer
+// has). It is the ledger's callback.
+func (p *Pool) SetReserved(m mac.MAC, isReserved bool) { p.setMark(m, reserved, isReserved) }
+
+func (p *Pool) setMark(m mac.MAC, why mark, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.setMarkLocked(m, carried, isCarried)
+	p.setMarkLocked(m, why, on)
 }
 
 // setMarkLocked sets or clears one reason for m being held and keeps the
@@ -226,45 +251,8 @@ func (p *Pool) Stats() Stats {
 	return Stats{Range: p.alloc.Range(), Size: p.alloc.Size(), Held: p.held.Len(), Total: uint64(len(p.marks))}
 }
 
-// MarkHeld records that the cluster holds m (a MACAddress exists).
-func (p *Pool) MarkHeld(m mac.MAC) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.setMarkLocked(m, reserved, true)
-}
-
-// MarkFree records that no MACAddress holds m any more. m stays taken
-// while an object carries it.
-func (p *Pool) MarkFree(m mac.MAC) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.setMarkLocked(m, reserved, false)
-}
-
-// Replace resets the set of reserved MACs, e.g. from a full list of
-// MACAddress objects, so a hint that went stale (a watch event lost) heals.
-// Carried MACs stay as the carrier index says. The cursor stays where it
-// is, so a just-freed MAC is still not handed straight back.
-func (p *Pool) Replace(held []mac.MAC) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for m, why := range p.marks {
-		if why &^= reserved; why == 0 {
-			delete(p.marks, m)
-		} else {
-			p.marks[m] = why
-		}
-	}
-	for _, m := range held {
-		p.marks[m] |= reserved
-	}
-	if p.loaded {
-		p.rebuildLocked()
-	}
-}
-
 // candidate picks the next probably-free MAC after the cursor and marks it
-// held so concurrent requests on this replica pick others.
+// picked so concurrent requests on this replica pick others.
 func (p *Pool) candidate() (mac.MAC, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -272,120 +260,28 @@ func (p *Pool) candidate() (mac.MAC, error) {
 		return 0, fmt.Errorf("%w (range configuration not loaded)", ErrNotReady)
 	}
 	size := p.alloc.Size()
-	for {
-		if p.held.Len() >= size {
-			return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len()}
-		}
-		i, ok := p.held.NextFree(p.cursor)
-		if !ok {
-			i, _ = p.held.NextFree(0) // wrap around: Len < size, so one exists
-		}
-		p.cursor = (i + 1) % size
-		m := p.alloc.At(i)
-		p.setMarkLocked(m, reserved, true)
-		return m, nil
+	if p.held.Len() >= size {
+		return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len()}
 	}
+	i, ok := p.held.NextFree(p.cursor)
+	if !ok {
+		i, _ = p.held.NextFree(0) // wrap around: Len < size, so one exists
+	}
+	p.cursor = (i + 1) % size
+	m := p.alloc.At(i)
+	p.setMarkLocked(m, picked, true)
+	return m, nil
 }
 
-// Unmark undoes the in-memory mark of a candidate that was not reserved: the
-// picks of a dry-run request once it has been answered, or a failed create.
-// If another replica reserved the same MAC meanwhile, the next full resync
-// (Replace) marks it again; until then the create would catch it.
-func (p *Pool) Unmark(m mac.MAC) { p.MarkFree(m) }
-
-// Allocate reserves a free MAC for r. With r.DryRun it picks a MAC that is
-// free now and reserves nothing; the pick stays marked so the same request
-// gets distinct MACs, and the caller Unmarks the picks once it has answered.
-func (p *Pool) Allocate(ctx context.Context, r Request) (mac.MAC, error) {
-	if err := p.checkSynced(); err != nil {
-		return 0, err
+// Done unmarks the picks of a request once it has been answered: what it
+// reserved is held by its ledger entries from then on.
+func (p *Pool) Done(r *Result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range r.picked {
+		p.setMarkLocked(m, picked, false)
 	}
-	for attempt := 0; attempt < maxCollisions; attempt++ {
-		m, err := p.candidate()
-		if err != nil {
-			return 0, err
-		}
-		if r.DryRun {
-			return m, nil
-		}
-		err = p.writer.Create(ctx, newMACAddress(m, r))
-		switch {
-		case err == nil:
-			return m, nil
-		case apierrors.IsAlreadyExists(err):
-			continue // another replica won it; the mark stays, the watch confirms it
-		default:
-			p.Unmark(m)
-			return 0, fmt.Errorf("reserving MAC %s: %w", m, err)
-		}
-	}
-	return 0, fmt.Errorf("no free MAC found after %d candidates that turned out to be held; the pool's view is catching up, retry", maxCollisions)
-}
-
-// Claim reserves the MAC m that a user asked for. It may lie outside the
-// range: a MAC in use must be unique whoever chose it. A reservation left by
-// an earlier attempt to create the same named object is accepted; created
-// says whether this call made the reservation (only those may be released
-// if the request fails after all: an accepted one may belong to an object
-// that was persisted by that earlier attempt).
-func (p *Pool) Claim(ctx context.Context, m mac.MAC, r Request) (created bool, err error) {
-	if err := p.checkSynced(); err != nil {
-		return false, err
-	}
-	if c := p.carriedByOther(m, r.Owner); c != nil {
-		return false, &HeldError{MAC: m, Carrier: c}
-	}
-	if r.DryRun {
-		holder, err := p.Holder(ctx, m)
-		switch {
-		case err != nil:
-			return false, err
-		case holder == nil:
-			return true, nil
-		case sameReservation(holder, r):
-			return false, nil
-		default:
-			return false, &HeldError{MAC: m, Holder: holder}
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		err = p.writer.Create(ctx, newMACAddress(m, r))
-		if err == nil {
-			p.MarkHeld(m)
-			return true, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return false, fmt.Errorf("reserving MAC %s: %w", m, err)
-		}
-		p.MarkHeld(m)
-		holder := &v1alpha1.MACAddress{}
-		err = p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
-		switch {
-		case apierrors.IsNotFound(err) && attempt < claimAttempts:
-			continue // released just now: reserve it afresh
-		case apierrors.IsNotFound(err):
-			return false, fmt.Errorf("MAC address %s was being released just now; retry", m)
-		case err != nil:
-			return false, fmt.Errorf("MAC address %s is in use; reading its holder failed: %w", m, err)
-		case !sameReservation(holder, r):
-			return false, &HeldError{MAC: m, Holder: holder}
-		}
-		// Accepting the existing reservation races with the controller,
-		// which may be releasing it at this moment (a VM update that puts
-		// back a MAC it had dropped, a reservation about to expire). The
-		// controller deletes only the version it judged; renewing bumps
-		// that version, so its delete fails and it looks again, and sees
-		// the object this request is about to store.
-		err = p.renew(ctx, holder)
-		switch {
-		case err == nil:
-			return false, nil
-		case (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) && attempt < claimAttempts:
-			continue
-		default:
-			return false, fmt.Errorf("renewing the reservation of MAC %s: %w", m, err)
-		}
-	}
+	r.picked = nil
 }
 
 // carriedByOther returns an object that carries m on behalf of anyone but
@@ -403,71 +299,204 @@ func (p *Pool) carriedByOther(m mac.MAC, owner v1alpha1.Owner) *carriers.Carrier
 	return nil
 }
 
-// claimAttempts bounds Claim's retries when the reservation it accepts is
-// changed or released under it.
-const claimAttempts = 3
-
-// RenewedAnnotation records when a request last accepted an existing
-// reservation (see Claim).
-const RenewedAnnotation = "kubemacpool.io/renewed"
-
-func (p *Pool) renew(ctx context.Context, holder *v1alpha1.MACAddress) error {
-	holder = holder.DeepCopy()
-	if holder.Annotations == nil {
-		holder.Annotations = map[string]string{}
-	}
-	holder.Annotations[RenewedAnnotation] = time.Now().UTC().Format(time.RFC3339Nano)
-	return p.writer.Update(ctx, holder)
+// want is one MAC a request tries to hold in one round.
+type want struct {
+	slot     int
+	mac      mac.MAC
+	explicit bool
+	// outcome of the last block write
+	written, lost bool
 }
 
-// Holder returns the MACAddress holding m, read from the API server, or
-// nil when m is free.
-func (p *Pool) Holder(ctx context.Context, m mac.MAC) (*v1alpha1.MACAddress, error) {
-	holder := &v1alpha1.MACAddress{}
-	err := p.reader.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("checking MAC %s: %w", m, err)
+// Reserve gives every slot of r a MAC: the one it asks for, if no one
+// else holds it (even outside the range: a MAC in use must be unique
+// whoever chose it), or a free one from the range. The entries are written
+// before it returns, one block update per block the request touches,
+// shared with concurrent requests on this replica. A requested MAC that an
+// earlier attempt of the same named object holds is accepted, and its
+// entry renewed so the grace period counts from now. With r.DryRun nothing
+// is written. The caller calls Done once it has answered.
+func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
+	res := &Result{MACs: make([]mac.MAC, len(r.Slots)), Reserved: metav1.NewMicroTime(p.clock.Now().UTC().Truncate(time.Microsecond))}
+	if err := p.checkSynced(); err != nil {
+		return res, err
 	}
-	return holder, nil
+	var wants []*want
+	for i, s := range r.Slots {
+		if s.Requested == 0 {
+			continue
+		}
+		if c := p.carriedByOther(s.Requested, r.Owner); c != nil {
+			return res, &HeldError{MAC: s.Requested, Carrier: c}
+		}
+		wants = append(wants, &want{slot: i, mac: s.Requested, explicit: true})
+	}
+	if r.DryRun {
+		return res, p.dryRun(r, res, wants)
+	}
+	for round := 0; ; round++ {
+		for i, s := range r.Slots {
+			if s.Requested == 0 && res.MACs[i] == 0 {
+				m, err := p.candidate()
+				if err != nil {
+					p.Release(ctx, r.Owner, res)
+					return res, err
+				}
+				res.picked = append(res.picked, m)
+				wants = append(wants, &want{slot: i, mac: m})
+			}
+		}
+		err := p.write(ctx, r, res, wants)
+		for _, w := range wants {
+			if w.written {
+				res.Written = append(res.Written, w.mac)
+			}
+		}
+		if err != nil {
+			// Other blocks of the request may have been written: give
+			// their entries back. (An entry whose write failed is not
+			// there; removing it is a no-op.)
+			p.Release(ctx, r.Owner, res)
+			return res, err
+		}
+		var again []*want
+		for _, w := range wants {
+			switch {
+			case w.written:
+				res.MACs[w.slot] = w.mac
+			case w.lost:
+				again = append(again, w) // another replica was first: pick again
+			default:
+				res.MACs[w.slot] = w.mac // accepted: the owner's own earlier entry
+			}
+		}
+		if len(again) == 0 {
+			return res, nil
+		}
+		if round == maxRounds {
+			p.Release(ctx, r.Owner, res)
+			return res, fmt.Errorf("no free MAC found in %d rounds of candidates that other replicas took first; retry", maxRounds)
+		}
+		wants = nil
+	}
 }
 
-// Release deletes a reservation the current request made but will not use
-// (a later network of the same object was refused). Nothing can have bound
-// it: the object it was for has not been persisted.
-func (p *Pool) Release(ctx context.Context, m mac.MAC) error {
-	obj := &v1alpha1.MACAddress{}
-	obj.Name = m.ObjectName()
-	err := p.writer.Delete(ctx, obj)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("releasing MAC %s: %w", m, err)
+// dryRun answers r from the index alone.
+func (p *Pool) dryRun(r Request, res *Result, explicit []*want) error {
+	for _, w := range explicit {
+		if e, ok := p.ledger.Lookup(w.mac); ok && !ledger.SameOwner(e.Owner, r.Owner) {
+			return &HeldError{MAC: w.mac, Entry: &e.MACBlockEntry}
+		}
+		res.MACs[w.slot] = w.mac
 	}
-	p.MarkFree(m)
+	for i, s := range r.Slots {
+		if s.Requested != 0 {
+			continue
+		}
+		m, err := p.candidate()
+		if err != nil {
+			return err
+		}
+		res.picked = append(res.picked, m)
+		res.MACs[i] = m
+	}
 	return nil
 }
 
-// sameReservation reports whether holder already holds the MAC for the
-// object of the request: a reservation left by a create that was retried,
-// or (on an update, where the object's UID is known) a MAC bound to it.
-func sameReservation(holder *v1alpha1.MACAddress, r Request) bool {
-	h, o := holder.Spec.Owner, r.Owner
-	if o.Name == "" || h.Kind != o.Kind || h.Namespace != o.Namespace || h.Name != o.Name {
-		return false
+// write stores the wants of one round, one ledger update per block, the
+// blocks at once.
+func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want) error {
+	byBlock := map[mac.MAC][]*want{}
+	for _, w := range wants {
+		start := ledger.BlockStart(w.mac)
+		byBlock[start] = append(byBlock[start], w)
 	}
-	return !holder.IsBound() || (o.UID != "" && h.UID == o.UID)
+	errs := make(chan error, len(byBlock))
+	for start, ws := range byBlock {
+		go func() { errs <- p.ledger.Update(ctx, start, reserveIn(r, res, ws)) }()
+	}
+	var first error
+	for range byBlock {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
-func newMACAddress(m mac.MAC, r Request) *v1alpha1.MACAddress {
-	return &v1alpha1.MACAddress{
-		ObjectMeta: metav1.ObjectMeta{Name: m.ObjectName()},
-		Spec: v1alpha1.MACAddressSpec{
-			Address:   m.String(),
-			Owner:     r.Owner,
-			Network:   r.Network,
-			Interface: r.Interface,
-		},
-		Status: v1alpha1.MACAddressStatus{Phase: v1alpha1.PhaseReserved},
+// reserveIn is the block change that adds a request's wants to one block:
+// all of them or, if a requested MAC is another's, none.
+func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
+	return func(b *v1alpha1.MACBlock) (bool, error) {
+		var add []v1alpha1.MACBlockEntry
+		for _, w := range ws {
+			w.written, w.lost = false, false
+			off := ledger.Offset(w.mac)
+			s := r.Slots[w.slot]
+			entry := v1alpha1.MACBlockEntry{
+				Offset: off, MAC: w.mac.String(), Owner: r.Owner,
+				Network: s.Network, Interface: s.Interface, Reserved: res.Reserved,
+			}
+			held := ledger.Find(b, off)
+			switch {
+			case held == nil:
+				w.written = true
+			case !w.explicit:
+				w.lost = true
+				continue
+			case !ledger.SameOwner(held.Owner, r.Owner):
+				e := *held
+				return false, &HeldError{MAC: w.mac, Entry: &e}
+			default:
+				// The same object asking again (a retried create, a VM
+				// update putting back a MAC it had dropped): renew, so the
+				// repair, which judges only the entry it read, gives the
+				// object the full grace period to be stored.
+				entry.Owner.UID = firstNonEmpty(r.Owner.UID, held.Owner.UID)
+				entry.Adopted = held.Adopted
+			}
+			add = append(add, entry)
+		}
+		for _, e := range add {
+			ledger.Put(b, e)
+		}
+		return len(add) > 0, nil
 	}
+}
+
+func firstNonEmpty[T ~string](a, b T) T {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Release removes the entries res wrote, for a request refused after they
+// were written (a later network was refused, the patch failed). Nothing can
+// have bound them: the object has not been stored. A failure is logged by
+// the caller's ledger and left to the repair, which removes unused entries
+// after the grace period.
+func (p *Pool) Release(ctx context.Context, owner v1alpha1.Owner, res *Result) error {
+	byBlock := map[mac.MAC][]mac.MAC{}
+	for _, m := range res.Written {
+		byBlock[ledger.BlockStart(m)] = append(byBlock[ledger.BlockStart(m)], m)
+	}
+	res.Written = nil
+	var errs []error
+	for start, macs := range byBlock {
+		err := p.ledger.Update(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
+			changed := false
+			for _, m := range macs {
+				e := ledger.Find(b, ledger.Offset(m))
+				if e != nil && e.Owner == owner && e.Reserved.Equal(&res.Reserved) {
+					changed = ledger.Remove(b, ledger.Offset(m)) || changed
+				}
+			}
+			return changed, nil
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 
+	"k8s.io/utils/clock"
+
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -17,12 +19,12 @@ func filledPool(tb testing.TB, r mac.Range, held uint64) *Pool {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := New(nil, nil)
+	p := New(nil, clock.RealClock{})
 	p.SetRange(alloc)
 	for i := uint64(0); i < held; i++ {
 		// Spread the held MACs over the range with a stride so runs of held
 		// and free addresses alternate, the harder case for a cursor.
-		p.MarkHeld(alloc.At((i * 7919) % alloc.Size()))
+		p.SetReserved(alloc.At((i*7919)%alloc.Size()), true)
 	}
 	if got := p.Stats().Held; got != held {
 		tb.Fatalf("marked %d held, pool counts %d", held, got)
@@ -55,7 +57,7 @@ func BenchmarkCandidate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p.Unmark(m)
+				p.setMark(m, picked, false)
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/utils/clock"
+
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -16,7 +18,7 @@ func smallPool(t *testing.T, start, end mac.MAC) *Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(nil, nil)
+	p := New(nil, clock.RealClock{})
 	p.SetRange(alloc)
 	return p
 }
@@ -30,7 +32,7 @@ func TestCandidatesNoImmediateReuseThenExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.MarkFree(first) // released at once
+	p.setMark(first, picked, false) // released at once
 	seen[first] = true
 	for i := 0; i < 7; i++ {
 		m, err := p.candidate()
@@ -57,8 +59,8 @@ func TestCandidatesNoImmediateReuseThenExhausted(t *testing.T) {
 // longer candidates) and counts those inside.
 func TestSetRangeKeepsHeld(t *testing.T) {
 	p := smallPool(t, 0x0a0000000000, 0x0a00000000ff)
-	p.MarkHeld(0x0a0000000001)
-	p.MarkHeld(0x0e0000000001)
+	p.SetReserved(0x0a0000000001, true)
+	p.SetReserved(0x0e0000000001, true)
 	alloc, _ := mac.NewAllocatable(mac.Range{Start: 0x0e0000000000, End: 0x0e00000000ff}, false)
 	p.SetRange(alloc)
 	s := p.Stats()
@@ -74,7 +76,7 @@ func TestSetRangeKeepsHeld(t *testing.T) {
 
 // A MAC an object carries is never a candidate, whether or not a
 // reservation holds it too, and stays out when its reservation goes or the
-// index is rebuilt; it becomes a candidate once nothing carries it.
+// range is set again; it becomes a candidate once nothing carries it.
 func TestCarriedMACsAreNotCandidates(t *testing.T) {
 	p := smallPool(t, 0x0a0000000000, 0x0a0000000003)
 	ix := carriers.NewIndex(p.SetCarried)
@@ -89,14 +91,13 @@ func TestCarriedMACsAreNotCandidates(t *testing.T) {
 		ix.Set(carriers.Pod, "ns", name, cs)
 	}
 	carry("p", 0x0a0000000000, 0x0a0000000001, 0x0a0000000002)
-	p.MarkHeld(0x0a0000000001)
-	p.MarkFree(0x0a0000000001) // its reservation goes; the pod still carries it
-	p.Replace(nil)
+	p.SetReserved(0x0a0000000001, true)
+	p.SetReserved(0x0a0000000001, false) // its reservation goes; the pod still carries it
 	for i := 0; i < 3; i++ {
 		if m, err := p.candidate(); err != nil || m != 0x0a0000000003 {
 			t.Fatalf("candidate = %s, %v; want the one uncarried MAC", m, err)
 		}
-		p.Unmark(0x0a0000000003)
+		p.setMark(0x0a0000000003, picked, false)
 	}
 	if s := p.Stats(); s.Held != 3 || s.Total != 3 {
 		t.Fatalf("stats = %+v, want 3 held", s)
@@ -104,7 +105,8 @@ func TestCarriedMACsAreNotCandidates(t *testing.T) {
 
 	// Asked for explicitly by another object: refused, naming the carrier.
 	// The same object re-applying it is not refused by the carrier check.
-	_, err := p.Claim(t.Context(), 0x0a0000000002, Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "other"}, DryRun: true})
+	_, err := p.Reserve(t.Context(), Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "other"}, DryRun: true,
+		Slots: []Slot{{Network: "ns/a", Requested: 0x0a0000000002}}})
 	var held *HeldError
 	if !errors.As(err, &held) || !strings.Contains(err.Error(), "already in use by "+pod.String()) {
 		t.Fatalf("claim of a carried MAC: %v", err)

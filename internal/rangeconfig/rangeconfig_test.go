@@ -1,4 +1,4 @@
-package controller
+package rangeconfig
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
-func TestParseRangeConfig(t *testing.T) {
+func TestParse(t *testing.T) {
 	cases := []struct {
 		name string
 		data map[string]string
@@ -26,7 +26,7 @@ func TestParseRangeConfig(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			alloc, err := ParseRangeConfig(c.data)
+			alloc, err := Parse(c.data)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error = %v, want one containing %q", err, c.err)
@@ -43,10 +43,10 @@ func TestParseRangeConfig(t *testing.T) {
 	}
 }
 
-// FuzzParseRangeConfig: whatever an admin writes into the ConfigMap, the
+// FuzzParse: whatever an admin writes into the ConfigMap, the
 // parser never panics, and an accepted range has allocatable addresses,
 // all inside it and none multicast.
-func FuzzParseRangeConfig(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Add("02:00:00:00:00:00", "FD:FF:FF:FF:FF:FF", "")
 	f.Add("03:00:00:00:00:00", "03:00:00:00:00:ff", "true")
 	f.Add("", "02:00:00:00:00:00", "false")
@@ -56,7 +56,7 @@ func FuzzParseRangeConfig(f *testing.F) {
 		if universal != "" {
 			data[KeyAllowUniversal] = universal
 		}
-		alloc, err := ParseRangeConfig(data)
+		alloc, err := Parse(data)
 		if err != nil {
 			return
 		}

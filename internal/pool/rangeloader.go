@@ -1,12 +1,10 @@
-package controller
+package pool
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,59 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/pool"
+	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 )
-
-// Keys of the range ConfigMap. The START/END_POOL_RANGE names are the
-// documented contract; RANGE_START/RANGE_END are what upstream kubemacpool
-// writes, accepted so an existing ConfigMap keeps working.
-const (
-	RangeConfigMapName = "kubemacpool-mac-range-config"
-
-	KeyStart         = "START_POOL_RANGE"
-	KeyEnd           = "END_POOL_RANGE"
-	KeyStartUpstream = "RANGE_START"
-	KeyEndUpstream   = "RANGE_END"
-	// KeyAllowUniversal set to "true" lets the pool hand out universally
-	// administered MACs, for an admin who owns the OUI of the range.
-	KeyAllowUniversal = "ALLOW_UNIVERSAL_MACS"
-)
-
-// ParseRangeConfig reads the allocatable set from the ConfigMap data. A nil
-// map (no ConfigMap) gives the default range.
-func ParseRangeConfig(data map[string]string) (mac.Allocatable, error) {
-	start := firstOf(data, KeyStart, KeyStartUpstream)
-	end := firstOf(data, KeyEnd, KeyEndUpstream)
-	r := mac.DefaultRange
-	switch {
-	case start == "" && end == "":
-	case start == "" || end == "":
-		return mac.Allocatable{}, fmt.Errorf("set both %s and %s (or neither, for the default range %s)", KeyStart, KeyEnd, mac.DefaultRange)
-	default:
-		var err error
-		if r, err = mac.ParseRange(start, end); err != nil {
-			return mac.Allocatable{}, err
-		}
-	}
-	allowUniversal := false
-	if v, ok := data[KeyAllowUniversal]; ok {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return mac.Allocatable{}, fmt.Errorf("%s must be true or false, not %q", KeyAllowUniversal, v)
-		}
-		allowUniversal = b
-	}
-	return mac.NewAllocatable(r, allowUniversal)
-}
-
-func firstOf(data map[string]string, keys ...string) string {
-	for _, k := range keys {
-		if v := strings.TrimSpace(data[k]); v != "" {
-			return v
-		}
-	}
-	return ""
-}
 
 // RangeRecordName is the ConfigMap where kubemacpool records the range in
 // force, written whenever a valid configuration is applied. A replica that
@@ -94,7 +41,7 @@ type RangeLoader struct {
 	Cache cache.Cache
 	// Writer writes the record of the range in force.
 	Writer    client.Client
-	Pool      *pool.Pool
+	Pool      *Pool
 	Namespace string
 	Recorder  events.EventRecorder
 	Log       logr.Logger
@@ -121,7 +68,7 @@ func (l *RangeLoader) NotLoadedReason() error {
 	defer l.mu.Unlock()
 	if l.refusal != nil {
 		return fmt.Errorf("MAC range configuration in ConfigMap %s/%s refused and no earlier range recorded: %w; fix the ConfigMap",
-			l.Namespace, RangeConfigMapName, l.refusal)
+			l.Namespace, rangeconfig.ConfigMapName, l.refusal)
 	}
 	return errors.New("MAC range not loaded yet")
 }
@@ -139,7 +86,7 @@ func (l *RangeLoader) Start(ctx context.Context) error {
 		}
 		// The record matters too: a replica with no range in force yet
 		// takes it as soon as it appears.
-		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Namespace == l.Namespace && (cm.Name == RangeConfigMapName || cm.Name == RangeRecordName) {
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Namespace == l.Namespace && (cm.Name == rangeconfig.ConfigMapName || cm.Name == RangeRecordName) {
 			l.load(ctx)
 		}
 	}
@@ -180,7 +127,7 @@ func (l *RangeLoader) load(ctx context.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cm := &corev1.ConfigMap{}
-	err := l.Cache.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: RangeConfigMapName}, cm)
+	err := l.Cache.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: rangeconfig.ConfigMapName}, cm)
 	var data map[string]string
 	switch {
 	case apierrors.IsNotFound(err):
@@ -191,7 +138,7 @@ func (l *RangeLoader) load(ctx context.Context) {
 	default:
 		data = cm.Data
 	}
-	alloc, err := ParseRangeConfig(data)
+	alloc, err := rangeconfig.Parse(data)
 	if l.OnValidity != nil {
 		l.OnValidity(err == nil)
 	}
@@ -219,7 +166,7 @@ func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err erro
 	if l.current == nil {
 		if alloc, ok := l.recordedRange(ctx); ok {
 			l.Log.Error(err, "refusing the MAC range configuration; using the range last in force, recorded in ConfigMap "+RangeRecordName,
-				"configmap", l.Namespace+"/"+RangeConfigMapName, "range", alloc.Range().String())
+				"configmap", l.Namespace+"/"+rangeconfig.ConfigMapName, "range", alloc.Range().String())
 			l.warn(cm, "MAC range configuration refused, the range last in force (%s, recorded in ConfigMap %s) stays: %v", alloc.Range(), RangeRecordName, err)
 			l.apply(alloc, nil)
 			return
@@ -227,7 +174,7 @@ func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err erro
 		l.refusal = err
 		if report {
 			l.Log.Error(err, "refusing the MAC range configuration; no earlier range is recorded, so this replica stays not ready until the ConfigMap is fixed",
-				"configmap", l.Namespace+"/"+RangeConfigMapName)
+				"configmap", l.Namespace+"/"+rangeconfig.ConfigMapName)
 			l.warn(cm, "MAC range configuration refused and no earlier range is recorded; kubemacpool is not ready until this is fixed: %v", err)
 		}
 		return
@@ -235,7 +182,7 @@ func (l *RangeLoader) refuse(ctx context.Context, cm *corev1.ConfigMap, err erro
 	if !report {
 		return
 	}
-	l.Log.Error(err, "refusing the MAC range configuration; the range in force stays", "configmap", l.Namespace+"/"+RangeConfigMapName)
+	l.Log.Error(err, "refusing the MAC range configuration; the range in force stays", "configmap", l.Namespace+"/"+rangeconfig.ConfigMapName)
 	l.warn(cm, "MAC range configuration refused, the range in force stays: %v", err)
 }
 
@@ -248,7 +195,7 @@ func (l *RangeLoader) warn(cm *corev1.ConfigMap, format string, args ...any) {
 
 // apply puts alloc in force, unless it already is.
 func (l *RangeLoader) apply(alloc mac.Allocatable, cm *corev1.ConfigMap) {
-	data := rangeData(alloc)
+	data := rangeconfig.Data(alloc)
 	if maps.Equal(data, l.current) {
 		return
 	}
@@ -258,15 +205,6 @@ func (l *RangeLoader) apply(alloc mac.Allocatable, cm *corev1.ConfigMap) {
 	if cm != nil {
 		l.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, "RangeApplied", "LoadRange",
 			"MAC range %s in force (%d allocatable addresses)", alloc.Range(), alloc.Size())
-	}
-}
-
-// rangeData is alloc as range ConfigMap data, in canonical form.
-func rangeData(alloc mac.Allocatable) map[string]string {
-	return map[string]string{
-		KeyStart:          alloc.Range().Start.String(),
-		KeyEnd:            alloc.Range().End.String(),
-		KeyAllowUniversal: strconv.FormatBool(alloc.AllowUniversal()),
 	}
 }
 
@@ -283,7 +221,7 @@ func (l *RangeLoader) recordedRange(ctx context.Context) (mac.Allocatable, bool)
 		l.Log.Info("ignoring an empty record of the range last in force", "configmap", l.Namespace+"/"+RangeRecordName)
 		return mac.Allocatable{}, false
 	}
-	alloc, err := ParseRangeConfig(cm.Data)
+	alloc, err := rangeconfig.Parse(cm.Data)
 	if err != nil {
 		l.Log.Error(err, "ignoring an unreadable record of the range last in force", "configmap", l.Namespace+"/"+RangeRecordName)
 		return mac.Allocatable{}, false
@@ -329,5 +267,5 @@ func (l *RangeLoader) record(ctx context.Context) {
 const (
 	recordNoteAnnotation = "kubemacpool.io/note"
 	recordNote           = "Written by kubemacpool: the MAC range last in force, used by a replica that starts while " +
-		RangeConfigMapName + " is invalid. Edit " + RangeConfigMapName + ", not this."
+		rangeconfig.ConfigMapName + " is invalid. Edit " + rangeconfig.ConfigMapName + ", not this."
 )
