@@ -31,9 +31,10 @@ type Feed struct {
 	KubeVirtPoll time.Duration
 	Log          logr.Logger
 
-	synced atomic.Bool
-	mu     sync.Mutex
-	reason string
+	synced   atomic.Bool
+	kubeVirt atomic.Bool
+	mu       sync.Mutex
+	reason   string
 }
 
 // NeedLeaderElection is false: every replica needs the index.
@@ -42,6 +43,10 @@ func (f *Feed) NeedLeaderElection() bool { return false }
 // Synced reports whether every object that existed at start-up (pods, and
 // VMs and VMIs if KubeVirt was served then) is in the index.
 func (f *Feed) Synced() bool { return f.synced.Load() }
+
+// KubeVirtIndexed reports whether VMs and VMIs are indexed too: KubeVirt
+// was served at start-up, or has been found since.
+func (f *Feed) KubeVirtIndexed() bool { return f.kubeVirt.Load() }
 
 // NotSyncedReason says what the index still waits for.
 func (f *Feed) NotSyncedReason() error {
@@ -80,6 +85,7 @@ func (f *Feed) Start(ctx context.Context) error {
 		}
 	}
 	f.synced.Store(true)
+	f.kubeVirt.Store(kubeVirt)
 	f.Log.Info("carried MACs indexed", "macs", f.Index.Len(), "kubevirt", kubeVirt)
 	for !kubeVirt {
 		select {
@@ -88,9 +94,14 @@ func (f *Feed) Start(ctx context.Context) error {
 		case <-time.After(f.KubeVirtPoll):
 		}
 		if kubeVirt = kubevirt.Served(f.Mapper); kubeVirt {
-			if _, _, err := f.watchKubeVirt(ctx); err != nil {
+			vms, vmis, err := f.watchKubeVirt(ctx)
+			if err != nil {
 				return err
 			}
+			if !toolscache.WaitForCacheSync(ctx.Done(), vms.HasSynced, vmis.HasSynced) {
+				return nil
+			}
+			f.kubeVirt.Store(true)
 			f.Log.Info("KubeVirt found: indexing the MACs of VirtualMachines and VirtualMachineInstances")
 		}
 	}

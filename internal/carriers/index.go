@@ -19,14 +19,16 @@ type Index struct {
 	mu      sync.RWMutex
 	byMAC   map[mac.MAC][]Carrier
 	objects map[objectKey][]Carrier
-	// onChange is told when a MAC starts or stops being carried by anyone.
-	// It is called with the index locked, so that calls for one MAC arrive
-	// in the order of the changes: it must not call back into the index.
+	// onChange is told whenever the carriers of a MAC change, with whether
+	// anyone carries it now: a MAC that starts or stops being carried, and
+	// a second object taking up a carried MAC (a collision to report). It
+	// is called with the index locked, so that calls for one MAC arrive in
+	// the order of the changes: it must not call back into the index.
 	onChange func(m mac.MAC, carried bool)
 }
 
-// NewIndex returns an empty index that tells onChange (may be nil) when a
-// MAC becomes carried or stops being carried.
+// NewIndex returns an empty index that tells onChange (may be nil) when
+// the carriers of a MAC change.
 func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
 	return &Index{byMAC: map[mac.MAC][]Carrier{}, objects: map[objectKey][]Carrier{}, onChange: onChange}
 }
@@ -44,9 +46,8 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	// Add before removing: a MAC the object keeps never looks uncarried,
 	// not even between the two steps.
 	for _, c := range cs {
-		list := ix.byMAC[c.MAC]
-		ix.byMAC[c.MAC] = append(list, c)
-		if len(list) == 0 && ix.onChange != nil {
+		ix.byMAC[c.MAC] = append(ix.byMAC[c.MAC], c)
+		if ix.onChange != nil {
 			ix.onChange(c.MAC, true)
 		}
 	}
@@ -85,11 +86,11 @@ func (ix *Index) removeLocked(c Carrier) {
 	}
 	if len(list) > 0 {
 		ix.byMAC[c.MAC] = list
-		return
+	} else {
+		delete(ix.byMAC, c.MAC)
 	}
-	delete(ix.byMAC, c.MAC)
 	if ix.onChange != nil {
-		ix.onChange(c.MAC, false)
+		ix.onChange(c.MAC, len(list) > 0)
 	}
 }
 

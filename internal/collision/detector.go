@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -17,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 )
@@ -29,6 +32,10 @@ type Detector struct {
 	Cache    cache.Cache
 	Recorder events.EventRecorder
 	Log      logr.Logger
+	// Mapper tells whether KubeVirt's kinds are served; VMIs are watched
+	// once they are, looked for every KubeVirtPoll.
+	Mapper       meta.RESTMapper
+	KubeVirtPoll time.Duration
 
 	mu       sync.Mutex
 	byObject map[types.UID]entry
@@ -44,7 +51,7 @@ type entry struct {
 // NeedLeaderElection is true: events and the gauge come from one replica.
 func (d *Detector) NeedLeaderElection() bool { return true }
 
-// Start watches pods now, and VMIs once KubeVirt is there (WatchVMIs).
+// Start watches pods now, and VMIs once KubeVirt is served.
 func (d *Detector) Start(ctx context.Context) error {
 	if err := d.watch(ctx, &corev1.Pod{}, func(obj any) (Reporter, runtime.Object, bool) {
 		pod, ok := obj.(*corev1.Pod)
@@ -55,6 +62,18 @@ func (d *Detector) Start(ctx context.Context) error {
 		return r, pod, ok
 	}); err != nil {
 		return err
+	}
+	for d.Mapper != nil && !kubevirt.Served(d.Mapper) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d.KubeVirtPoll):
+		}
+	}
+	if d.Mapper != nil {
+		if err := d.WatchVMIs(ctx); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	return nil

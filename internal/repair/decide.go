@@ -1,0 +1,189 @@
+// Package repair keeps the ledger true to what the objects of the cluster
+// carry. It runs on the leader only; everything that serves admissions
+// (ledger, pool, carriers, webhook) runs on every replica and imports
+// nothing from here.
+package repair
+
+import (
+	"time"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+// OwnerState is what a look at an entry's owner found.
+type OwnerState int
+
+const (
+	// OwnerNotLookedUp: the decision did not need the owner yet.
+	OwnerNotLookedUp OwnerState = iota
+	// OwnerGone: no object of that kind, name (and UID, if recorded).
+	OwnerGone
+	// OwnerExists: the owner exists but does not carry the MAC.
+	OwnerExists
+	// OwnerCarries: the owner, read live, carries the MAC (the index had
+	// not caught up).
+	OwnerCarries
+)
+
+// Facts is what the repair knows of one MAC of a block when it judges it.
+type Facts struct {
+	MAC mac.MAC
+	// Entry is the ledger's entry for the MAC; nil if it has none.
+	Entry *v1alpha1.MACBlockEntry
+	// Carriers are the objects carrying the MAC, oldest first.
+	Carriers []carriers.Carrier
+	// OwnerKindWatched says the entry's owner kind is indexed: KubeVirt's
+	// kinds are only once KubeVirt is found.
+	OwnerKindWatched bool
+	// Owner is what a look at the entry's owner found.
+	Owner OwnerState
+	// SeenBound says this replica has seen the entry bound before.
+	SeenBound bool
+}
+
+// Action is what the repair does with one MAC.
+type Action int
+
+const (
+	Nothing     Action = iota // leave it as it is
+	Keep                      // the entry stays; its owner has it
+	Wait                      // the entry stays; judge it again after Decision.After
+	LookUpOwner               // read the owner, then decide again
+	Adopt                     // add Decision.Entry for a MAC carried without one
+	Reown                     // replace the entry by Decision.Entry, for another carrier
+	Release                   // remove the entry: its owner had it, and is gone or dropped it
+	Expire                    // remove the entry: its owner was never seen with it
+)
+
+func (a Action) String() string {
+	return [...]string{"nothing", "keep", "wait", "look up owner", "adopt", "reown", "release", "expire"}[a]
+}
+
+// Decision is the verdict on one MAC.
+type Decision struct {
+	// Case is the row of the table (see Decide) that decided.
+	Case   int
+	Action Action
+	// Bound says the entry's owner, or an object carrying the MAC for it,
+	// was seen with the MAC.
+	Bound bool
+	// Entry is the entry to write, for Adopt and Reown.
+	Entry v1alpha1.MACBlockEntry
+	// Carrier is whom Adopt and Reown hold the MAC for.
+	Carrier *carriers.Carrier
+	// After is when to judge again, for Wait.
+	After time.Duration
+	// Collisions are the objects that carry the MAC for someone other
+	// than its holder (the entry's owner, or the carrier adopted for):
+	// reported with a Warning event on both, never rewritten.
+	Collisions []carriers.Carrier
+	// Holder is the carrier that holds the MAC, for the collision events.
+	Holder *carriers.Carrier
+}
+
+// unwatchedRetry is how soon an entry whose owner's kind is not watched
+// yet is looked at again.
+const unwatchedRetry = 30 * time.Second
+
+// Decide judges one MAC. It is pure: the same facts and time give the
+// same decision. The cases, in the order they are tried:
+//
+//	 #  entry                        carried by                           decision
+//	 1  none                         nothing                              nothing to do
+//	 2  none                         one or more objects                  adopt: an entry for the oldest carrier
+//	                                                                      (for whom it carries the MAC: a VMI's VM);
+//	                                                                      carriers for anyone else collide
+//	 3  owner's kind not watched     anything                             keep, look again in 30 s (KubeVirt's
+//	                                                                      kinds before KubeVirt is found: never
+//	                                                                      release on a guess)
+//	 4  yes                          its owner (index, or a live read)    bound: keep; any carrier not for the
+//	                                                                      owner is a collision (events on both)
+//	 5  yes                          an object carrying it for the        keep: a VM's MAC stays while its VMI or
+//	                                 owner                                launcher pod carries it
+//	 6  reserved < grace ago         not the owner                        keep, look again when the grace ends:
+//	                                                                      the object may not be stored yet
+//	 7  past grace, named owner      not the owner                        look the owner up (cache, then live),
+//	    not looked up                                                     decide again
+//	 8  past grace, owner a pod      not the pod                          keep: a pod keeps its MACs until it is
+//	    that exists                                                       deleted, whatever edits its annotation
+//	 9  past grace                   another object, not for the owner    re-own: the entry goes to the oldest
+//	                                                                      carrier, in one guarded write, so the
+//	                                                                      MAC never looks free
+//	10  past grace, seen bound       nothing                              release
+//	11  past grace, never seen bound nothing                              expire: refused by a later admission
+//	                                                                      step, or abandoned
+func Decide(f Facts, now time.Time, grace time.Duration) Decision {
+	e := f.Entry
+	if e == nil {
+		if len(f.Carriers) == 0 {
+			return Decision{Case: 1, Action: Nothing}
+		}
+		c := f.Carriers[0]
+		return Decision{Case: 2, Action: Adopt, Carrier: &c, Entry: entryFor(f.MAC, c, now),
+			Holder: &c, Collisions: collisions(f.Carriers[1:], c.For)}
+	}
+	if !f.OwnerKindWatched {
+		return Decision{Case: 3, Action: Wait, After: unwatchedRetry}
+	}
+	var other *carriers.Carrier
+	for i, c := range f.Carriers {
+		switch {
+		case ledger.OwnerMatches(e.Owner, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)):
+			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c.For)}
+		case c.For.Is(e.Owner.Kind, e.Owner.Namespace, e.Owner.Name, e.Owner.UID):
+			return Decision{Case: 5, Action: Keep, Bound: true}
+		case other == nil:
+			other = &f.Carriers[i]
+		}
+	}
+	if f.Owner == OwnerCarries {
+		return Decision{Case: 4, Action: Keep, Bound: true}
+	}
+	if age := now.Sub(e.Reserved.Time); age < grace {
+		return Decision{Case: 6, Action: Wait, After: grace - age}
+	}
+	if e.Owner.Name != "" && f.Owner == OwnerNotLookedUp {
+		return Decision{Case: 7, Action: LookUpOwner}
+	}
+	if e.Owner.Kind == carriers.Pod && f.Owner == OwnerExists {
+		return Decision{Case: 8, Action: Keep}
+	}
+	if other != nil {
+		return Decision{Case: 9, Action: Reown, Carrier: other, Entry: entryFor(f.MAC, *other, now)}
+	}
+	if f.SeenBound {
+		return Decision{Case: 10, Action: Release}
+	}
+	return Decision{Case: 11, Action: Expire}
+}
+
+// collisions are the carriers in cs that carry the MAC for someone other
+// than holder.
+func collisions(cs []carriers.Carrier, holder carriers.Ref) []carriers.Carrier {
+	var out []carriers.Carrier
+	for _, c := range cs {
+		if !c.For.Is(holder.Kind, holder.Namespace, holder.Name, holder.UID) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// entryFor is the entry that holds m for carrier c: for the object c
+// carries it for, which is c itself unless c is a VM's instance or pod.
+func entryFor(m mac.MAC, c carriers.Carrier, now time.Time) v1alpha1.MACBlockEntry {
+	return v1alpha1.MACBlockEntry{
+		Offset: ledger.Offset(m),
+		MAC:    m.String(),
+		Owner: v1alpha1.Owner{
+			Kind: c.For.Kind, Namespace: c.For.Namespace, Name: c.For.Name, UID: c.For.UID,
+		},
+		Network:   c.Network,
+		Interface: c.Interface,
+		Reserved:  microTime(now),
+		Adopted:   true,
+	}
+}

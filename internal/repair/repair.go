@@ -1,0 +1,416 @@
+package repair
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
+)
+
+// Indexed says how far the carrier index has come.
+type Indexed interface {
+	// Synced: every object that existed at start-up is indexed.
+	Synced() bool
+	// KubeVirtIndexed: VMs and VMIs are indexed too.
+	KubeVirtIndexed() bool
+}
+
+// Reconciler judges one MAC block at a time: every entry in it and every
+// MAC in its range that an object carries, by the case table of Decide,
+// and writes what changes in one update of the block. Keying the work by
+// block is what batches it: a burst of deletes in one block is one write,
+// and adopting 20,000 clustered MACs a few hundred.
+type Reconciler struct {
+	Ledger   *ledger.Ledger
+	Carried  *carriers.Index
+	Indexed  Indexed
+	Cache    client.Reader // the replica's cache, for owners
+	Live     client.Reader // uncached, before an owner is taken as gone
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	// Grace is how long an entry may wait for its owner to be seen
+	// carrying the MAC.
+	Grace time.Duration
+	// Interval is how often every block and every carried MAC is judged
+	// again, whatever events said.
+	Interval time.Duration
+	// Workers is how many blocks are judged at once.
+	Workers int
+
+	mu        sync.Mutex
+	queue     workqueue.TypedRateLimitingInterface[reconcile.Request]
+	seenBound map[mac.MAC]metav1.MicroTime      // entries seen bound, by their reservation time
+	reported  map[mac.MAC]map[carriers.Ref]bool // collisions already told about
+}
+
+// Notify asks for the block of m to be judged: the carrier index calls it
+// when a MAC becomes carried or stops being carried. It never blocks, and
+// does nothing on a replica that is not the leader.
+func (r *Reconciler) Notify(m mac.MAC) {
+	r.mu.Lock()
+	q := r.queue
+	r.mu.Unlock()
+	if q != nil {
+		q.Add(blockRequest(m))
+	}
+}
+
+func blockRequest(m mac.MAC) reconcile.Request {
+	return reconcile.Request{NamespacedName: types.NamespacedName{Name: ledger.BlockName(m)}}
+}
+
+// SetupWithManager registers the controller. It watches blocks, and pod
+// deletes (a pod whose annotation was edited keeps its MACs, and no longer
+// carries them, until it is deleted); the carrier index tells it of every
+// other change through Notify; and every Interval, and when it becomes the
+// leader, it judges everything.
+func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
+	r.seenBound = map[mac.MAC]metav1.MicroTime{}
+	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
+	return builder.ControllerManagedBy(mgr).
+		Named("repair").
+		For(&v1alpha1.MACBlock{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.blocksOf), builder.WithPredicates(deletesOnly)).
+		WatchesRawSource(source.Func(r.startPasses)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
+		Complete(r)
+}
+
+var deletesOnly = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+}
+
+// blocksOf maps a deleted pod to the blocks of the MACs it carried and of
+// the entries held for it.
+func (r *Reconciler) blocksOf(_ context.Context, obj client.Object) []reconcile.Request {
+	seen := map[string]bool{}
+	var out []reconcile.Request
+	add := func(m mac.MAC) {
+		if req := blockRequest(m); !seen[req.Name] {
+			seen[req.Name] = true
+			out = append(out, req)
+		}
+	}
+	for _, c := range carriers.Of(obj) {
+		add(c.MAC)
+	}
+	for _, e := range r.Ledger.OwnedBy(carriers.Pod, obj.GetNamespace(), obj.GetName()) {
+		add(e.MAC)
+	}
+	return out
+}
+
+// startPasses keeps the controller's queue for Notify and queues every
+// block now and every Interval.
+func (r *Reconciler) startPasses(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	r.mu.Lock()
+	r.queue = q
+	r.mu.Unlock()
+	go func() {
+		ticker := time.NewTicker(r.Interval)
+		defer ticker.Stop()
+		for {
+			r.queueAll(ctx, q)
+			select {
+			case <-ctx.Done():
+				r.mu.Lock()
+				r.queue = nil
+				r.mu.Unlock()
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	return nil
+}
+
+// queueAll queues every block of the ledger and of every carried MAC,
+// once both indexes are synced.
+func (r *Reconciler) queueAll(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	for !r.Ledger.Synced() || !r.Indexed.Synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, name := range r.Ledger.BlockNames() {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+	}
+	for _, m := range r.Carried.MACs() {
+		q.Add(blockRequest(m))
+	}
+}
+
+// judged is a decision on one MAC, with the entry it was made on.
+type judged struct {
+	mac      mac.MAC
+	decision Decision
+	entry    *v1alpha1.MACBlockEntry // as read, for Reown, Release, Expire
+	applied  bool
+}
+
+// Reconcile judges the block req.Name.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	start, err := mac.ParseObjectName(req.Name)
+	if err != nil || start != ledger.BlockStart(start) {
+		return reconcile.Result{}, nil // not the name of a block
+	}
+	if !r.Ledger.Synced() || !r.Indexed.Synced() {
+		return reconcile.Result{RequeueAfter: time.Second}, nil
+	}
+	log := logf.FromContext(ctx)
+	block := r.Ledger.Block(req.Name)
+	now := r.Clock.Now()
+	var changes []*judged
+	var wait time.Duration
+	for off := int32(0); off < ledger.BlockSize; off++ {
+		m := start + mac.MAC(off)
+		f := Facts{MAC: m, Carriers: r.Carried.Of(m)}
+		if block != nil {
+			if e := ledger.Find(block, off); e != nil {
+				copied := *e
+				f.Entry = &copied
+			}
+		}
+		if f.Entry == nil && len(f.Carriers) == 0 {
+			continue
+		}
+		if f.Entry != nil {
+			f.OwnerKindWatched = f.Entry.Owner.Kind == carriers.Pod || r.Indexed.KubeVirtIndexed()
+			f.SeenBound = r.wasBound(m, f.Entry)
+		}
+		d := Decide(f, now, r.Grace)
+		if d.Action == LookUpOwner {
+			if f.Owner, err = r.lookUpOwner(ctx, m, f.Entry.Owner); err != nil {
+				return reconcile.Result{}, err
+			}
+			d = Decide(f, now, r.Grace)
+		}
+		if d.Bound {
+			r.markBound(m, f.Entry)
+		}
+		r.reportCollisions(m, d)
+		switch d.Action {
+		case Wait:
+			if wait == 0 || d.After < wait {
+				wait = d.After
+			}
+		case Adopt, Reown, Release, Expire:
+			changes = append(changes, &judged{mac: m, decision: d, entry: f.Entry})
+		}
+	}
+	emptyBlock := block != nil && len(block.Spec.Entries) == 0
+	if len(changes) == 0 && !emptyBlock {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	err = r.Ledger.UpdateAndPrune(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
+		changed := false
+		for _, j := range changes {
+			j.applied = apply(b, j)
+			changed = changed || j.applied
+		}
+		return changed, nil
+	})
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, j := range changes {
+		if j.applied {
+			r.report(log, j)
+		}
+	}
+	return reconcile.Result{RequeueAfter: wait}, nil
+}
+
+// apply makes one judged change to a fresh copy of the block, only if the
+// block still is as judged: an entry added, renewed or re-owned meanwhile
+// (a request accepted it again) is left alone and judged anew.
+func apply(b *v1alpha1.MACBlock, j *judged) bool {
+	off := ledger.Offset(j.mac)
+	current := ledger.Find(b, off)
+	switch j.decision.Action {
+	case Adopt:
+		if current != nil {
+			return false
+		}
+		ledger.Put(b, j.decision.Entry)
+		return true
+	case Reown:
+		if !ledger.SameEntry(current, j.entry) {
+			return false
+		}
+		ledger.Put(b, j.decision.Entry)
+		return true
+	case Release, Expire:
+		if !ledger.SameEntry(current, j.entry) {
+			return false
+		}
+		return ledger.Remove(b, off)
+	}
+	return false
+}
+
+// report counts and tells about a change that was stored.
+func (r *Reconciler) report(log interface {
+	Info(string, ...any)
+}, j *judged) {
+	d := j.decision
+	switch d.Action {
+	case Adopt, Reown:
+		metrics.Adoptions.Inc()
+		c := d.Carrier
+		log.Info("MAC carried without an entry of its own; adopted", "case", d.Case, "mac", j.mac.String(), "carrier", c.Object.String(), "for", c.For.String())
+		r.Recorder.Eventf(reference(c.Object), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
+			"MAC %s was carried without a reservation; kubemacpool now holds it for %s", j.mac, c.For)
+	case Release:
+		metrics.Releases.Inc()
+		log.Info("owner gone or no longer carries the MAC; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
+	case Expire:
+		metrics.ExpiredReservations.Inc()
+		log.Info("reservation not used within the grace period; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
+		o := j.entry.Owner
+		r.Recorder.Eventf(reference(carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}), nil,
+			corev1.EventTypeWarning, "ReservationExpired", "Release",
+			"MAC %s was reserved for %s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
+			j.mac, ownerString(o), r.Grace)
+	}
+	if d.Action == Release || d.Action == Expire {
+		r.forget(j.mac)
+	}
+}
+
+// reportCollisions puts a Warning event on the holder of m and on each
+// object that carries m for someone else, once per colliding object.
+func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
+	r.mu.Lock()
+	var fresh []carriers.Carrier
+	if len(d.Collisions) == 0 {
+		delete(r.reported, m)
+	} else if d.Holder != nil {
+		if r.reported[m] == nil {
+			r.reported[m] = map[carriers.Ref]bool{}
+		}
+		for _, c := range d.Collisions {
+			if !r.reported[m][c.Object] {
+				r.reported[m][c.Object] = true
+				fresh = append(fresh, c)
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range fresh {
+		h := d.Holder
+		r.Recorder.Eventf(reference(h.Object), reference(c.Object), corev1.EventTypeWarning, "MACCollision", "Collide",
+			"MAC %s is also carried by %s; two interfaces with one MAC on a network break both", m, c.Object)
+		r.Recorder.Eventf(reference(c.Object), reference(h.Object), corev1.EventTypeWarning, "MACCollision", "Collide",
+			"MAC %s is also carried by %s; two interfaces with one MAC on a network break both", m, h.Object)
+	}
+}
+
+// lookUpOwner reads the owner an entry names, from the cache and, if the
+// cache does not have it, live: a lagging cache must never free a MAC in
+// use.
+func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, o v1alpha1.Owner) (OwnerState, error) {
+	for _, reader := range []client.Reader{r.Cache, r.Live} {
+		obj := newObject(o.Kind)
+		if obj == nil {
+			return OwnerGone, nil
+		}
+		err := reader.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
+		case o.UID != "" && obj.GetUID() != o.UID:
+			continue // another object of the same name
+		}
+		for _, c := range carriers.Of(obj) {
+			if c.MAC == m {
+				return OwnerCarries, nil
+			}
+		}
+		return OwnerExists, nil
+	}
+	return OwnerGone, nil
+}
+
+func newObject(kind string) client.Object {
+	switch kind {
+	case carriers.Pod:
+		return &corev1.Pod{}
+	case carriers.VirtualMachine:
+		return &kubevirtv1.VirtualMachine{}
+	case carriers.VirtualMachineInstance:
+		return &kubevirtv1.VirtualMachineInstance{}
+	}
+	return nil
+}
+
+func (r *Reconciler) wasBound(m mac.MAC, e *v1alpha1.MACBlockEntry) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.seenBound[m]
+	return ok && t.Equal(&e.Reserved)
+}
+
+func (r *Reconciler) markBound(m mac.MAC, e *v1alpha1.MACBlockEntry) {
+	if e == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seenBound[m] = e.Reserved
+}
+
+func (r *Reconciler) forget(m mac.MAC) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.seenBound, m)
+}
+
+// reference is an event's regarding object for ref.
+func reference(ref carriers.Ref) *corev1.ObjectReference {
+	apiVersion := "v1"
+	if ref.Kind != carriers.Pod {
+		apiVersion = kubevirtv1.SchemeGroupVersion.String()
+	}
+	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, UID: ref.UID}
+}
+
+func ownerString(o v1alpha1.Owner) string {
+	return fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName())
+}
+
+func microTime(t time.Time) metav1.MicroTime {
+	return metav1.NewMicroTime(t.UTC().Truncate(time.Microsecond))
+}
