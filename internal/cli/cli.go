@@ -23,8 +23,9 @@ import (
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 )
 
 // Commands lists the subcommands, for usage messages.
@@ -50,44 +51,59 @@ func Run(ctx context.Context, c client.Client, namespace string, args []string, 
 }
 
 // Status prints the range, its size, what is held and waiting, and counts
-// per namespace.
+// per namespace, from the ledger and what objects carry.
 func Status(ctx context.Context, c client.Client, namespace string, out io.Writer) error {
 	cm := &corev1.ConfigMap{}
 	var data map[string]string
-	source := fmt.Sprintf("ConfigMap %s/%s", namespace, controller.RangeConfigMapName)
-	switch err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: controller.RangeConfigMapName}, cm); {
+	source := fmt.Sprintf("ConfigMap %s/%s", namespace, rangeconfig.ConfigMapName)
+	switch err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: rangeconfig.ConfigMapName}, cm); {
 	case apierrors.IsNotFound(err):
-		source = "default: no ConfigMap " + namespace + "/" + controller.RangeConfigMapName
+		source = "default: no ConfigMap " + namespace + "/" + rangeconfig.ConfigMapName
 	case err != nil:
 		return err
 	default:
 		data = cm.Data
 	}
-	alloc, rangeErr := controller.ParseRangeConfig(data)
+	alloc, rangeErr := rangeconfig.Parse(data)
 
-	list := &v1alpha1.MACAddressList{}
-	if err := c.List(ctx, list); err != nil {
-		return fmt.Errorf("listing MACAddresses: %w", err)
+	entries, blocks, err := ledgerEntries(ctx, c)
+	if err != nil {
+		return err
+	}
+	carried, err := carriedMACs(ctx, c)
+	if err != nil {
+		return err
 	}
 	perNS := map[string]map[string]int{}
-	var inRange, waiting int
-	for _, m := range list.Items {
-		address, err := mac.Parse(m.Spec.Address)
-		if err == nil && rangeErr == nil && alloc.Contains(address) {
-			inRange++
-		}
-		if !m.IsBound() {
-			waiting++
-		}
-		ns := m.Spec.Owner.Namespace
+	count := func(ns, key string) {
 		if perNS[ns] == nil {
 			perNS[ns] = map[string]int{}
 		}
-		key := m.Spec.Owner.Kind
-		if !m.IsBound() {
+		perNS[ns][key]++
+	}
+	held := map[mac.MAC]bool{}
+	var waiting int
+	for _, e := range entries {
+		held[e.MAC] = true
+		key := e.Owner.Kind
+		if !ledger.Bound(e.Owner, carried[e.MAC]) {
+			waiting++
 			key = "Reserved"
 		}
-		perNS[ns][key]++
+		count(e.Owner.Namespace, key)
+	}
+	var unadopted int
+	for m := range carried {
+		if !held[m] {
+			held[m] = true
+			unadopted++
+		}
+	}
+	inRange := 0
+	for m := range held {
+		if rangeErr == nil && alloc.Contains(m) {
+			inRange++
+		}
 	}
 
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -100,9 +116,13 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 		}
 		fmt.Fprintf(w, "Range:\t%s (%s; %s)\n", alloc.Range(), source, universal)
 		fmt.Fprintf(w, "Allocatable:\t%d\n", alloc.Size())
-		fmt.Fprintf(w, "Held:\t%d in range (%.4f%%), %d in all\n", inRange, 100*float64(inRange)/float64(alloc.Size()), len(list.Items))
+		fmt.Fprintf(w, "Held:\t%d in range (%.4f%%), %d in all\n", inRange, 100*float64(inRange)/float64(alloc.Size()), len(held))
 	}
+	fmt.Fprintf(w, "Ledger:\t%d entries in %d MAC blocks\n", len(entries), blocks)
 	fmt.Fprintf(w, "Waiting:\t%d reservations not bound yet\n", waiting)
+	if unadopted > 0 {
+		fmt.Fprintf(w, "Not adopted yet:\t%d MACs carried without an entry (held all the same; the leader adopts them)\n", unadopted)
+	}
 	w.Flush()
 
 	namespaces := make([]string, 0, len(perNS))
@@ -120,64 +140,98 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	return w.Flush()
 }
 
-// Who prints the holder of a MAC, whatever its spelling.
+// ledgerEntries lists every entry of every MAC block.
+func ledgerEntries(ctx context.Context, c client.Client) ([]ledger.Entry, int, error) {
+	list := &v1alpha1.MACBlockList{}
+	if err := c.List(ctx, list); err != nil {
+		return nil, 0, fmt.Errorf("listing MACBlocks: %w", err)
+	}
+	var out []ledger.Entry
+	for i := range list.Items {
+		start, ok := ledger.StartOf(&list.Items[i])
+		if !ok {
+			continue
+		}
+		for _, e := range list.Items[i].Spec.Entries {
+			out = append(out, ledger.Entry{MAC: start + mac.MAC(e.Offset), MACBlockEntry: e})
+		}
+	}
+	return out, len(list.Items), nil
+}
+
+// Who prints the holder of a MAC, whatever its spelling: its ledger entry,
+// or the objects carrying it.
 func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) error {
 	m, err := mac.Parse(spelled)
 	if err != nil {
 		return err
 	}
-	holder := &v1alpha1.MACAddress{}
-	if err := c.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, holder); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return err
-		}
-		found, err := carriedBy(ctx, c, m)
-		if err != nil {
-			return err
-		}
+	carried, err := carriedMACs(ctx, c)
+	if err != nil {
+		return err
+	}
+	found := carried[m]
+	block := &v1alpha1.MACBlock{}
+	var entry *v1alpha1.MACBlockEntry
+	switch err := c.Get(ctx, client.ObjectKey{Name: ledger.BlockName(m)}, block); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return err
+	default:
+		entry = ledger.Find(block, ledger.Offset(m))
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if entry == nil {
 		if len(found) == 0 {
-			fmt.Fprintf(out, "%s is not held: no MACAddress %s, and no pod, VM or VMI carries it\n", m, m.ObjectName())
+			fmt.Fprintf(out, "%s is not held: no entry in MACBlock %s, and no pod, VM or VMI carries it\n", m, ledger.BlockName(m))
 			return nil
 		}
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(w, "MAC:\t%s\n", m)
-		for _, f := range found {
-			fmt.Fprintf(w, "Carried by:\t%s (network %s)\n", f.Object, f.Network)
-			if f.For != f.Object {
-				fmt.Fprintf(w, "For:\t%s\n", f.For)
-			}
-		}
+		printCarriers(w, found)
 		fmt.Fprintf(w, "Phase:\tCarried, not in the ledger yet (kubemacpool adopts it; until then it is held all the same and never handed out)\n")
 		return w.Flush()
 	}
-	o := holder.Spec.Owner
+	o := entry.Owner
 	name := o.DisplayName()
 	if o.Name == "" {
-		name += " (generated name not known yet)"
+		name += " (generated name)"
 	}
-	phase := holder.Status.Phase
-	if phase == "" {
-		phase = v1alpha1.PhaseReserved
-	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "MAC:\t%s\n", m)
 	fmt.Fprintf(w, "Holder:\t%s %s/%s\n", o.Kind, o.Namespace, name)
 	if o.UID != "" {
 		fmt.Fprintf(w, "UID:\t%s\n", o.UID)
 	}
-	if holder.Spec.Network != "" {
-		fmt.Fprintf(w, "Network:\t%s\n", holder.Spec.Network)
+	if entry.Network != "" {
+		fmt.Fprintf(w, "Network:\t%s\n", entry.Network)
 	}
-	if holder.Spec.Interface != "" {
-		fmt.Fprintf(w, "Interface:\t%s\n", holder.Spec.Interface)
+	if entry.Interface != "" {
+		fmt.Fprintf(w, "Interface:\t%s\n", entry.Interface)
+	}
+	phase := "Reserved (its owner is not seen carrying it yet; released if it is not within the grace period)"
+	if ledger.Bound(o, found) {
+		phase = "Bound"
+	}
+	if entry.Adopted {
+		phase += ", adopted"
 	}
 	fmt.Fprintf(w, "Phase:\t%s\n", phase)
-	fmt.Fprintf(w, "Since:\t%s\n", holder.CreationTimestamp.UTC().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "Since:\t%s\n", entry.Reserved.UTC().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "Block:\tMACBlock %s\n", block.Name)
+	printCarriers(w, found)
 	return w.Flush()
 }
 
-// carriedBy lists the pods, VMs and VMIs carrying m, from live lists.
-func carriedBy(ctx context.Context, c client.Client, m mac.MAC) ([]carriers.Carrier, error) {
+func printCarriers(w io.Writer, found []carriers.Carrier) {
+	for _, f := range found {
+		fmt.Fprintf(w, "Carried by:\t%s (network %s)\n", f.Object, f.Network)
+		if f.For != f.Object {
+			fmt.Fprintf(w, "For:\t%s\n", f.For)
+		}
+	}
+}
+
+// carriedMACs lists what every pod, VM and VMI carries, from live lists.
+func carriedMACs(ctx context.Context, c client.Client) (map[mac.MAC][]carriers.Carrier, error) {
 	var objs []any
 	pods := &corev1.PodList{}
 	if err := c.List(ctx, pods); err != nil {
@@ -199,12 +253,10 @@ func carriedBy(ctx context.Context, c client.Client, m mac.MAC) ([]carriers.Carr
 	for i := range vmis.Items {
 		objs = append(objs, &vmis.Items[i])
 	}
-	var out []carriers.Carrier
+	out := map[mac.MAC][]carriers.Carrier{}
 	for _, o := range objs {
 		for _, cr := range carriers.Of(o) {
-			if cr.MAC == m {
-				out = append(out, cr)
-			}
+			out[cr.MAC] = append(out[cr.MAC], cr)
 		}
 	}
 	return out, nil

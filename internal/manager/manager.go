@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -36,9 +37,11 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
+	"github.com/kubemacpool/kubemacpool/internal/repair"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 	kmpwebhook "github.com/kubemacpool/kubemacpool/internal/webhook"
 )
@@ -198,7 +201,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	inst := &Instance{opts: o}
-	repair := o.RepairInterval
 	var certProvider *certs.Provider
 	var tlsOpts []func(*tls.Config)
 	if o.CertMode == CertModeSelf {
@@ -208,8 +210,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: Scheme(),
 		Cache: cache.Options{
-			// The periodic resync re-reconciles every MAC: that is the repair loop.
-			SyncPeriod: &repair,
 			// Keep only what kubemacpool reads of pods, VMs and VMIs.
 			DefaultTransform: carriers.Slim,
 			ByObject: map[client.Object]cache.ByObject{
@@ -263,20 +263,32 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		}
 	}
 	recorder := mgr.GetEventRecorder("kubemacpool")
-	macPool := pool.New(mgr.GetClient(), mgr.GetAPIReader())
+	// One clock for the pool's reservations and the repair's grace.
+	clk := clock.RealClock{}
+	book := &ledger.Ledger{Cache: mgr.GetCache(), Writer: mgr.GetClient(), Live: mgr.GetAPIReader(), Log: log.WithName("ledger")}
+	macPool := pool.New(book, clk)
+	book.OnChange = macPool.SetReserved
+	repairer := &repair.Reconciler{
+		Ledger: book, Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Recorder: recorder, Clock: clk,
+		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8,
+	}
 	// Every MAC an object carries is held, whoever chose it: the pool
-	// skips it and refuses it to anyone else.
-	carried := carriers.NewIndex(macPool.SetCarried)
+	// skips it and refuses it to anyone else, and the repair adopts it or
+	// releases an entry nothing carries any more.
+	carried := carriers.NewIndex(func(m mac.MAC, isCarried bool) {
+		macPool.SetCarried(m, isCarried)
+		repairer.Notify(m)
+	})
 	macPool.WatchCarried(carried)
 	carrierFeed := &carriers.Feed{
 		Cache: mgr.GetCache(), Mapper: mgr.GetRESTMapper(), Index: carried,
 		KubeVirtPoll: o.KubeVirtPoll, Log: log.WithName("carriers"),
 	}
+	repairer.Carried, repairer.Indexed = carried, carrierFeed
 	podScope := scope.New(scope.PodsLabel, o.PodNamespaces, o.Namespace)
 	vmScope := scope.New(scope.VirtualMachinesLabel, o.VMNamespaces, o.Namespace)
 
-	poolSync := &controller.PoolSync{Cache: mgr.GetCache(), Pool: macPool, Resync: o.RepairInterval, Log: log.WithName("pool")}
-	rangeLoader := &controller.RangeLoader{
+	rangeLoader := &pool.RangeLoader{
 		Cache: mgr.GetCache(), Writer: mgr.GetClient(), Pool: macPool, Namespace: o.Namespace,
 		Recorder: recorder, Log: log.WithName("range"),
 		OnError: metrics.RangeConfigErrors.Inc,
@@ -286,55 +298,36 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	}
 	macPool.ServeWhen(func() error {
 		switch {
-		case !poolSync.Synced():
-			return errors.New("MACAddress index not synced yet")
+		case !book.Synced():
+			return errors.New("ledger not synced yet")
 		case !carrierFeed.Synced():
 			return carrierFeed.NotSyncedReason()
 		}
 		return nil
 	})
-	metrics.Register(poolNumbers{pool: macPool, sync: poolSync})
-	for _, r := range []manager.Runnable{poolSync, rangeLoader, carrierFeed} {
+	metrics.Register(poolNumbers{pool: macPool, ledger: book, carried: carried})
+	for _, r := range []manager.Runnable{book, rangeLoader, carrierFeed} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
 	}
-
-	kinds := controller.NewKinds()
-	kinds.Add(controller.PodKind{}, podScope)
-	reconciler := &controller.MACReconciler{Workers: 8, Lifecycle: &controller.Lifecycle{
-		Client:   mgr.GetClient(),
-		Live:     mgr.GetAPIReader(),
-		Recorder: recorder,
-		Kinds:    kinds,
-		Carried:  carried,
-		Grace:    o.ReservationGrace,
-	}}
-	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
-		return nil, fmt.Errorf("setting up the MAC controller: %w", err)
+	if err := repairer.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the repair: %w", err)
 	}
-	detector := &collision.Detector{Cache: mgr.GetCache(), Recorder: recorder, Log: log.WithName("collisions")}
-	if err := mgr.Add(detector); err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(&controller.KubeVirtWatcher{
-		Detector:   detector,
-		Reconciler: reconciler,
-		Mapper:     mgr.GetRESTMapper(),
-		Scope:      vmScope,
-		Interval:   o.KubeVirtPoll,
-		Log:        log.WithName("kubevirt"),
+	if err := mgr.Add(&collision.Detector{
+		Cache: mgr.GetCache(), Recorder: recorder, Log: log.WithName("collisions"),
+		Mapper: mgr.GetRESTMapper(), KubeVirtPoll: o.KubeVirtPoll,
 	}); err != nil {
 		return nil, err
 	}
 
 	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.PodMutator{
-		Pool:         macPool,
-		Namespaces:   mgr.GetCache(),
-		Scope:        podScope,
-		MACAddresses: mgr.GetCache(),
-		Live:         mgr.GetAPIReader(),
-		Log:          log.WithName("pods"),
+		Pool:       macPool,
+		Namespaces: mgr.GetCache(),
+		Scope:      podScope,
+		Ledger:     book,
+		Live:       mgr.GetAPIReader(),
+		Log:        log.WithName("pods"),
 	})})
 	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.VMMutator{
 		Pool:       macPool,
@@ -348,7 +341,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	// Ready means able to allocate: the range is loaded, the index has seen
-	// every MACAddress and every MAC that pods, VMs and VMIs carry (a
+	// every ledger block and every MAC that pods, VMs and VMIs carry (a
 	// replica that served before would hand out MACs in use), and the
 	// webhook server is listening.
 	webhookStarted := mgr.GetWebhookServer().StartedChecker()
@@ -423,13 +416,25 @@ func (i *Instance) Run(ctx context.Context) error {
 
 // poolNumbers feeds the pool gauges.
 type poolNumbers struct {
-	pool *pool.Pool
-	sync *controller.PoolSync
+	pool    *pool.Pool
+	ledger  *ledger.Ledger
+	carried *carriers.Index
 }
 
+// PoolNumbers counts as pending the entries whose owner is not seen
+// carrying the MAC (yet): reservations of objects not stored, or not
+// indexed yet.
 func (p poolNumbers) PoolNumbers() (size, held, pending float64) {
 	s := p.pool.Stats()
-	return float64(s.Size), float64(s.Held), float64(p.sync.Pending())
+	var entries []ledger.Entry
+	p.ledger.Each(func(e ledger.Entry) { entries = append(entries, e) })
+	n := 0
+	for _, e := range entries {
+		if !ledger.Bound(e.Owner, p.carried.Of(e.MAC)) {
+			n++
+		}
+	}
+	return float64(s.Size), float64(s.Held), float64(n)
 }
 
 func metricsOptions(o Options) metricsserver.Options {

@@ -36,7 +36,7 @@ var (
 	// Adoptions counts MACs carried without a MACAddress and adopted.
 	Adoptions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kmp_adoptions_total",
-		Help: "MACs found carried by an object without a MACAddress and adopted for it.",
+		Help: "MACs found carried by an object without a ledger entry and adopted for it (or an entry passed to another carrier).",
 	})
 
 	// Releases counts MACAddresses deleted because their owner is gone or
@@ -49,7 +49,7 @@ var (
 	// ExpiredReservations counts reservations deleted unbound.
 	ExpiredReservations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "kmp_reservations_expired_total",
-		Help: "Reservations deleted because no object carrying the MAC appeared within the grace period.",
+		Help: "Ledger entries removed because no object carrying the MAC appeared within the grace period.",
 	})
 
 	// RangeConfigErrors counts refused range configurations.
@@ -72,6 +72,29 @@ var (
 		Name: "kmp_mac_collisions",
 		Help: "Running pods and VMIs reporting the same MAC, per MAC; present only while more than one does.",
 	}, []string{"mac"})
+)
+
+// Ledger write results, the values of the result label.
+const (
+	WriteStored   = "stored"
+	WriteConflict = "conflict"
+	WriteFailed   = "failed"
+)
+
+var (
+	// LedgerWrites counts MAC block writes by result; a conflict is a
+	// write another replica won, retried on the fresh block.
+	LedgerWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmp_ledger_writes_total",
+		Help: "MAC block writes by result: stored, conflict (another writer won; retried on the fresh block), failed.",
+	}, []string{"result"})
+	// LedgerBatch is how many changes (admissions, repair passes) each
+	// stored block write carried: group commit at work.
+	LedgerBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kmp_ledger_batch_size",
+		Help:    "Changes carried by each stored MAC block write (admissions waiting for the same block share one write).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+	})
 )
 
 // PoolStats is what the pool gauges read at scrape time.
@@ -103,6 +126,7 @@ func Register(pool PoolStats) {
 	}
 	collectors := []prometheus.Collector{
 		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, Collisions,
+		LedgerWrites, LedgerBatch,
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),
 		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held: reserved, or carried by a pod, VM or VMI.",

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -35,85 +34,58 @@ type assigner struct {
 	log    logr.Logger
 	owner  v1alpha1.Owner
 	dryRun bool
-	// what this request reserved (or picked, in a dry run), to give back
-	// if the request is refused after all
-	taken []mac.MAC
+	// what the pool gave the request, to give back if it is refused after all
+	res *pool.Result
 	// how each MAC was obtained, counted once the request succeeds
 	outcomes []string
 }
 
 // assign returns a MAC for every slot: the requested one, reserved, or a
-// free one from the pool. On any refusal what was reserved is released.
+// free one from the pool, all in one reservation (one ledger write per
+// block). On any refusal what was reserved is released.
 func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) {
 	out := make([]mac.MAC, len(slots))
 	seen := map[mac.MAC]bool{}
-	// Requested MACs first, so a refused one costs no pool allocation.
+	req := pool.Request{Owner: a.owner, DryRun: a.dryRun}
+	var reqSlot []int // req.Slots[j] is slots[reqSlot[j]]
 	for i, s := range slots {
-		if s.Requested == "" {
-			continue
-		}
-		m, err := mac.Parse(s.Requested)
-		if err != nil {
-			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: %v", s.describe(), err)})
-		}
-		if m.IsMulticast() {
-			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: MAC address %s is a multicast address (lowest bit of the first octet set) and cannot be given to an interface; choose a unicast MAC", s.describe(), m)})
-		}
-		if seen[m] {
-			return nil, a.fail(ctx, &invalidError{fmt.Sprintf("MAC address %s is asked for by two interfaces of the same %s; every interface needs its own MAC", m, a.owner.Kind)})
-		}
-		seen[m] = true
-		out[i] = m
-		if s.Held {
-			continue
-		}
-		created, err := a.pool.Claim(ctx, m, a.request(s))
-		if err != nil {
-			return nil, a.fail(ctx, err)
-		}
-		if created { // an accepted earlier reservation is not ours to release
-			a.taken = append(a.taken, m)
-		}
-		a.outcomes = append(a.outcomes, metrics.OutcomeUserChosen)
-	}
-	// The pool's reservations are independent API writes: make them at
-	// once, so a pod with several networks waits for one round trip, not
-	// one per network.
-	var wg sync.WaitGroup
-	errs := make([]error, len(slots))
-	for i, s := range slots {
+		ps := pool.Slot{Network: s.Network, Interface: s.Interface}
 		if s.Requested != "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i], errs[i] = a.pool.Allocate(ctx, a.request(s))
-		}()
-	}
-	wg.Wait()
-	var failed error
-	for i, s := range slots {
-		if s.Requested != "" {
-			continue
-		}
-		if errs[i] != nil {
-			if failed == nil {
-				failed = errs[i]
+			m, err := mac.Parse(s.Requested)
+			if err != nil {
+				return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: %v", s.describe(), err)})
 			}
-			continue
+			if m.IsMulticast() {
+				return nil, a.fail(ctx, &invalidError{fmt.Sprintf("%s: MAC address %s is a multicast address (lowest bit of the first octet set) and cannot be given to an interface; choose a unicast MAC", s.describe(), m)})
+			}
+			if seen[m] {
+				return nil, a.fail(ctx, &invalidError{fmt.Sprintf("MAC address %s is asked for by two interfaces of the same %s; every interface needs its own MAC", m, a.owner.Kind)})
+			}
+			seen[m] = true
+			out[i] = m
+			if s.Held {
+				continue // the object has it already: nothing to reserve
+			}
+			ps.Requested = m
+			a.outcomes = append(a.outcomes, metrics.OutcomeUserChosen)
+		} else {
+			a.outcomes = append(a.outcomes, metrics.OutcomeAllocated)
 		}
-		a.taken = append(a.taken, out[i])
-		a.outcomes = append(a.outcomes, metrics.OutcomeAllocated)
+		req.Slots = append(req.Slots, ps)
+		reqSlot = append(reqSlot, i)
 	}
-	if failed != nil {
-		return nil, a.fail(ctx, failed)
+	if len(req.Slots) == 0 {
+		return out, nil
+	}
+	res, err := a.pool.Reserve(ctx, req)
+	a.res = res
+	if err != nil {
+		return nil, a.fail(ctx, err)
+	}
+	for j, m := range res.MACs {
+		out[reqSlot[j]] = m
 	}
 	return out, nil
-}
-
-func (a *assigner) request(s slot) pool.Request {
-	return pool.Request{Owner: a.owner, Network: s.Network, Interface: s.Interface, DryRun: a.dryRun}
 }
 
 func (s slot) describe() string {
@@ -147,35 +119,30 @@ func refusalOutcome(err error) string {
 	}
 }
 
-// release gives back what the request took: reservations are deleted,
-// dry-run picks only unmarked in memory. A failed delete is logged and left
-// to the reservation expiry, which exists for exactly this.
+// release gives back what the request reserved. A failed removal is logged
+// and left to the repair, which removes entries never used after the grace
+// period.
 func (a *assigner) release(ctx context.Context) {
-	for _, m := range a.taken {
-		if a.dryRun {
-			a.pool.Unmark(m)
-			continue
+	if a.res != nil {
+		if err := a.pool.Release(ctx, a.owner, a.res); err != nil {
+			a.log.Error(err, "releasing the reservations of a refused request; they expire after the grace period")
 		}
-		if err := a.pool.Release(ctx, m); err != nil {
-			a.log.Error(err, "releasing a reservation of a refused request; it expires after the grace period", "mac", m.String())
-		}
+		a.pool.Done(a.res)
 	}
-	a.taken, a.outcomes = nil, nil
+	a.res, a.outcomes = nil, nil
 }
 
-// done ends a request that succeeded: a dry run's picks are unmarked, real
-// reservations stay and are counted.
+// done ends a request that succeeded: its reservations stay and are counted.
 func (a *assigner) done() {
-	if a.dryRun {
-		for _, m := range a.taken {
-			a.pool.Unmark(m)
-		}
-	} else {
+	if a.res != nil {
+		a.pool.Done(a.res)
+	}
+	if !a.dryRun {
 		for _, o := range a.outcomes {
 			metrics.Allocations.WithLabelValues(o).Inc()
 		}
 	}
-	a.taken, a.outcomes = nil, nil
+	a.res, a.outcomes = nil, nil
 }
 
 // AdmissionTimeout bounds one admission: the API server gives up after the

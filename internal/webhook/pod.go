@@ -20,8 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
@@ -37,8 +37,8 @@ type PodMutator struct {
 	Pool       *pool.Pool
 	Namespaces client.Reader // a cached reader, for namespace labels
 	Scope      scope.Scope
-	// MACAddresses is the cache with the owner index (controller.HeldFor).
-	MACAddresses client.Reader
+	// Ledger says which MACs a pod holds, for an edit of its networks.
+	Ledger *ledger.Ledger
 	// Live reads what must not come from a lagging cache: the VMI a
 	// virt-launcher pod claims to belong to.
 	Live client.Reader
@@ -101,15 +101,16 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	// What the pod had stays its own; an unreadable old value had nothing.
 	oldElems, _ := multus.Parse(oldValue, req.Namespace)
-	var held []v1alpha1.MACAddress
+	var held []ledger.Entry
 	if req.Operation == admissionv1.Update {
-		// From the cache: one that lags only means a MAC is not reused.
-		if held, err = controller.HeldFor(ctx, h.MACAddresses, "Pod", req.Namespace, pod.Metadata.Name, pod.Metadata.UID); err != nil {
-			h.Log.Error(err, "listing the MACs held for a pod; its unplugged networks get new MACs", "namespace", req.Namespace, "pod", pod.Metadata.Name)
+		// From the index: one that lags only means a MAC is not reused.
+		for _, e := range h.Ledger.OwnedBy("Pod", req.Namespace, pod.Metadata.Name) {
+			if ledger.OwnerMatches(e.Owner, "Pod", req.Namespace, pod.Metadata.Name, string(pod.Metadata.UID)) {
+				held = append(held, e)
+			}
 		}
 	}
 	owner := v1alpha1.Owner{
-		APIVersion:   "v1",
 		Kind:         "Pod",
 		Namespace:    req.Namespace,
 		Name:         pod.Metadata.Name,
@@ -146,10 +147,10 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 // podSlots turns networks into slots. On an update a network that omits
 // its MAC gets back one the pod has for that network and interface: first
 // from the annotation as stored before the edit, in order, then from the
-// MACAddresses held for the pod (a network unplugged by an earlier edit and
+// ledger entries held for the pod (a network unplugged by an earlier edit and
 // plugged back). MACs the pod has need no new reservation: it holds them
 // for life.
-func podSlots(elems, old []multus.Element, held []v1alpha1.MACAddress) []slot {
+func podSlots(elems, old []multus.Element, held []ledger.Entry) []slot {
 	key := func(network, iface string) string { return network + "@" + iface }
 	explicit := map[mac.MAC]bool{}
 	for i := range elems {
@@ -174,10 +175,8 @@ func podSlots(elems, old []multus.Element, held []v1alpha1.MACAddress) []slot {
 			keep(m, old[i].NetworkKey(), old[i].Interface())
 		}
 	}
-	for i := range held {
-		if m, err := mac.Parse(held[i].Spec.Address); err == nil {
-			keep(m, held[i].Spec.Network, held[i].Spec.Interface)
-		}
+	for _, e := range held {
+		keep(e.MAC, e.Network, e.Interface)
 	}
 	slots := make([]slot, len(elems))
 	for i := range elems {

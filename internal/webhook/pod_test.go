@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
@@ -18,9 +19,9 @@ func TestPodSlots(t *testing.T) {
 	}
 	// Held for the pod: its old annotation's MACs, and one of a network an
 	// earlier edit unplugged.
-	held := []v1alpha1.MACAddress{
-		{Spec: v1alpha1.MACAddressSpec{Address: "02:00:00:00:00:01", Network: "ns/a"}},
-		{Spec: v1alpha1.MACAddressSpec{Address: "02:00:00:00:00:0e", Network: "ns/e", Interface: "z"}},
+	held := []ledger.Entry{
+		{MAC: 0x020000000001, MACBlockEntry: v1alpha1.MACBlockEntry{Network: "ns/a"}},
+		{MAC: 0x02000000000e, MACBlockEntry: v1alpha1.MACBlockEntry{Network: "ns/e", Interface: "z"}},
 	}
 	old := parse(`[{"name":"a","mac":"02:00:00:00:00:01"},{"name":"a","mac":"02:00:00:00:00:02"},{"name":"b","interface":"x","mac":"02:00:00:00:00:03"}]`)
 	cases := []struct {

@@ -97,7 +97,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	a := &assigner{
 		pool: h.Pool, log: h.Log, dryRun: req.DryRun != nil && *req.DryRun,
 		owner: v1alpha1.Owner{
-			APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: kind, Namespace: req.Namespace,
+			Kind: kind, Namespace: req.Namespace,
 			Name: meta.Name, GenerateName: meta.GenerateName, UID: meta.UID,
 		},
 	}
