@@ -125,12 +125,14 @@ func TestCarriedMACsNeverHandedOut(t *testing.T) {
 				g.Expect(err).To(MatchError(And(ContainSubstring("MAC address "+m.String()+" is already in use by "+kind+" "+old+"/carrier-"),
 					ContainSubstring("choose another MAC"))))
 			}
-			if tc.ignored {
-				return // kubemacpool adopts only for namespaces it manages; the carrier index holds the rest
-			}
+			// Every carried MAC, in a managed namespace or an ignored one,
+			// gets its ledger entry, for the object it is carried for.
 			g.Eventually(func(g Gomega) {
-				for m := range carried {
-					g.Expect(macAddress(g, m)).NotTo(BeNil(), "carried MAC %s not adopted", m)
+				for m, who := range carried {
+					e := entryOf(g, m)
+					g.Expect(e).NotTo(BeNil(), "carried MAC %s not adopted", m)
+					g.Expect(e.Owner.Namespace+"/"+e.Owner.Name).To(Equal(who), "MAC %s adopted for %+v", m, e.Owner)
+					g.Expect(e.Adopted).To(BeTrue())
 				}
 			}).WithTimeout(120 * time.Second).WithPolling(time.Second).Should(Succeed())
 		})

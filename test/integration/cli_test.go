@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 )
@@ -46,12 +47,15 @@ func TestCLI(t *testing.T) {
 	g.Expect(run("who", "02:ff:ff:ff:ff:01")).To(ContainSubstring("is not held"))
 
 	ignored := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
-	// A MAC that a pod kubemacpool ignores carries is held all the same,
-	// and who names the carrier.
+	// A MAC that a pod kubemacpool ignores carries is held all the same:
+	// adopted into the ledger for that pod, and who names it and the carrier.
 	createPod(t, pod(ignored, "by-hand", `[{"name":"n","mac":"02:c2:00:00:00:07"}]`))
-	who = run("who", "02:c2:00:00:00:07")
-	g.Expect(who).To(MatchRegexp(`Carried by:\s+Pod ` + ignored + `/by-hand \(network ` + ignored + `/n\)\n`))
-	g.Expect(who).To(ContainSubstring("never handed out"))
+	g.Eventually(func(g Gomega) {
+		who := run("who", "02:c2:00:00:00:07")
+		g.Expect(who).To(MatchRegexp(`Carried by:\s+Pod ` + ignored + `/by-hand \(network ` + ignored + `/n\)\n`))
+		g.Expect(who).To(MatchRegexp(`Holder:\s+Pod ` + ignored + `/by-hand\n`))
+		g.Expect(who).To(MatchRegexp(`Phase:\s+Bound, adopted`))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
 	g.Expect(run("collisions")).NotTo(ContainSubstring(ignored))
 	runningPod(t, ignored, "c1", "02:c1:00:00:00:01")
 	runningPod(t, ignored, "c2", "02:c1:00:00:00:01")

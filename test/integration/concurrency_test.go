@@ -18,8 +18,8 @@ import (
 
 // 500 pods created by 16 goroutines against two kubemacpool replicas behind
 // a round-robin proxy: no MAC is carried twice and every pod MAC has exactly
-// one MACAddress naming that pod. A 1024-address range makes the replicas'
-// candidates meet, so the API server's refusal of a second MACAddress is
+// one ledger entry naming that pod. A 1024-address range makes the replicas'
+// candidates meet, so the MAC block's resourceVersion check is
 // what keeps them apart.
 func TestTwoReplicasConcurrentCreates(t *testing.T) {
 	g := NewWithT(t)

@@ -12,8 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -22,13 +21,13 @@ import (
 // range ConfigMap flipped (invalid values included). Replicas are
 // supervised (restarted when they exit, as the kubelet would). Afterwards:
 // no MAC held twice, every MAC carried by a managed pod held for it, no
-// MACAddress outliving its owner, nothing left reserved.
+// entry outliving its owner, nothing left reserved.
 func TestFaultsUnderLoad(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	e := ownControlPlane(t, testenv.Options{EtcdDataDir: t.TempDir()}, managerNamespace, "faults")
 	c := e.Client
-	rangeCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeConfigMapName},
+	rangeCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName},
 		Data: map[string]string{"START_POOL_RANGE": "02:d0:00:00:00:00", "END_POOL_RANGE": "02:d0:00:00:0f:ff"}}
 	g.Expect(c.Create(ctx, rangeCM)).To(Succeed())
 
@@ -97,11 +96,5 @@ func TestFaultsUnderLoad(t *testing.T) {
 		g.Eventually(r.ready).WithTimeout(60*time.Second).Should(BeTrue(), "replica back after the faults; log %s", r.logPath)
 	}
 	expectInvariantsOn(t, c)
-	g.Eventually(func(g Gomega) {
-		list := &v1alpha1.MACAddressList{}
-		g.Expect(c.List(ctx, list)).To(Succeed())
-		for _, m := range list.Items {
-			g.Expect(m.Status.Phase).To(Equal(v1alpha1.PhaseBound), "MACAddress %s for %v left unbound", m.Name, m.Spec.Owner)
-		}
-	}).WithTimeout(testGrace + 60*time.Second).WithPolling(time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) { expectAllBoundOn(g, c) }).WithTimeout(testGrace + 60*time.Second).WithPolling(time.Second).Should(Succeed())
 }

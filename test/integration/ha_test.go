@@ -19,7 +19,6 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -305,11 +304,5 @@ func TestReplicasSurviveTermAndKill(t *testing.T) {
 
 	expectInvariants(t)
 	// Reservations of refused creates expire; nothing stays Reserved.
-	g.Eventually(func(g Gomega) {
-		list := &v1alpha1.MACAddressList{}
-		g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
-		for _, m := range list.Items {
-			g.Expect(m.Status.Phase).To(Equal(v1alpha1.PhaseBound), "MACAddress %s for %v left unbound", m.Name, m.Spec.Owner)
-		}
-	}).WithTimeout(testGrace + 30*time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	g.Eventually(func(g Gomega) { expectAllBoundOn(g, env.Client) }).WithTimeout(testGrace + 30*time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 }

@@ -12,13 +12,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
+	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -94,45 +98,145 @@ func macsOf(t testing.TB, p *corev1.Pod) []mac.MAC {
 	return out
 }
 
-// macAddress reads the MACAddress object of m; nil when absent.
-func macAddress(g Gomega, m mac.MAC) *v1alpha1.MACAddress {
-	obj := &v1alpha1.MACAddress{}
-	err := env.Client.Get(context.Background(), client.ObjectKey{Name: m.ObjectName()}, obj)
+// entryOf reads the ledger entry of m from its MACBlock; nil when absent.
+func entryOf(g Gomega, m mac.MAC) *ledger.Entry {
+	block := &v1alpha1.MACBlock{}
+	err := env.Client.Get(context.Background(), client.ObjectKey{Name: ledger.BlockName(m)}, block)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	g.Expect(err).NotTo(HaveOccurred())
-	return obj
+	e := ledger.Find(block, ledger.Offset(m))
+	if e == nil {
+		return nil
+	}
+	return &ledger.Entry{MAC: m, MACBlockEntry: *e}
 }
 
-// expectBound waits until m is held by a MACAddress bound to p.
+// allEntries lists every entry of the ledger.
+func allEntries(g Gomega) []ledger.Entry { return allEntriesOn(g, env.Client) }
+
+// allEntriesOn is allEntries through c (another control plane's client).
+func allEntriesOn(g Gomega, c client.Client) []ledger.Entry {
+	list := &v1alpha1.MACBlockList{}
+	g.Expect(c.List(context.Background(), list)).To(Succeed())
+	var out []ledger.Entry
+	for i := range list.Items {
+		start, ok := ledger.StartOf(&list.Items[i])
+		g.Expect(ok).To(BeTrue(), "block %s is not named after its first MAC", list.Items[i].Name)
+		g.Expect(list.Items[i].Spec.Held).To(BeEquivalentTo(len(list.Items[i].Spec.Entries)), "block %s miscounts", list.Items[i].Name)
+		for _, e := range list.Items[i].Spec.Entries {
+			out = append(out, ledger.Entry{MAC: start + mac.MAC(e.Offset), MACBlockEntry: e})
+		}
+	}
+	return out
+}
+
+// countEntries is how many MACs the ledger holds.
+func countEntries(g Gomega) int { return len(allEntries(g)) }
+
+// entriesFor lists the entries held for the named object of kind.
+func entriesFor(g Gomega, kind, namespace, name string) []ledger.Entry {
+	var out []ledger.Entry
+	for _, e := range allEntries(g) {
+		if e.Owner.Kind == kind && e.Owner.Namespace == namespace && e.Owner.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// carriedNow lists what every pod, VM and VMI carries, read live.
+func carriedNow(g Gomega) map[mac.MAC][]carriers.Carrier { return carriedOn(g, env.Client) }
+
+// carriedOn is carriedNow through c.
+func carriedOn(g Gomega, c client.Client) map[mac.MAC][]carriers.Carrier {
+	out := map[mac.MAC][]carriers.Carrier{}
+	var objs []any
+	pods := &corev1.PodList{}
+	g.Expect(c.List(context.Background(), pods)).To(Succeed())
+	for i := range pods.Items {
+		objs = append(objs, &pods.Items[i])
+	}
+	vms := &kubevirtv1.VirtualMachineList{}
+	vmis := &kubevirtv1.VirtualMachineInstanceList{}
+	for _, l := range []client.ObjectList{vms, vmis} {
+		if err := c.List(context.Background(), l); err != nil && !meta.IsNoMatchError(err) {
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+	}
+	for i := range vms.Items {
+		objs = append(objs, &vms.Items[i])
+	}
+	for i := range vmis.Items {
+		objs = append(objs, &vmis.Items[i])
+	}
+	for _, o := range objs {
+		for _, cr := range carriers.Of(o) {
+			out[cr.MAC] = append(out[cr.MAC], cr)
+		}
+	}
+	return out
+}
+
+// expectAllBoundOn checks that no entry of the ledger behind c is left
+// unbound: reservations of refused creates expired, none outlives its owner.
+func expectAllBoundOn(g Gomega, c client.Client) {
+	carried := carriedOn(g, c)
+	for _, e := range allEntriesOn(g, c) {
+		g.Expect(ledger.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v left unbound", e.MAC, e.Owner)
+	}
+}
+
+// expectBound waits until m has an entry for p and p carries it, which is
+// what bound means: nothing is written when an entry becomes bound.
 func expectBound(t testing.TB, m mac.MAC, p *corev1.Pod) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
-		obj := macAddress(g, m)
-		g.Expect(obj).NotTo(BeNil(), "MACAddress %s must exist", m)
-		g.Expect(obj.Status.Phase).To(Equal(v1alpha1.PhaseBound))
-		g.Expect(obj.Spec.Owner.Kind).To(Equal("Pod"))
-		g.Expect(obj.Spec.Owner.Namespace).To(Equal(p.Namespace))
-		g.Expect(obj.Spec.Owner.Name).To(Equal(p.Name))
-		g.Expect(obj.Spec.Owner.UID).To(Equal(p.UID))
-		g.Expect(obj.Spec.Address).To(Equal(m.String()))
+		e := entryOf(g, m)
+		g.Expect(e).NotTo(BeNil(), "MAC %s must have a ledger entry", m)
+		g.Expect(e.Owner.Kind).To(Equal("Pod"))
+		g.Expect(e.Owner.Namespace).To(Equal(p.Namespace))
+		g.Expect(ledger.OwnerMatches(e.Owner, "Pod", p.Namespace, p.Name, string(p.UID))).To(BeTrue(), "entry %+v is not for pod %s", e.Owner, p.Name)
+		g.Expect(e.MAC.String()).To(Equal(e.MACBlockEntry.MAC))
+		g.Expect(ledger.Bound(e.Owner, carriedNow(g)[m])).To(BeTrue(), "pod %s does not carry %s", p.Name, m)
 	}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
-// expectReleased waits until no MACAddress holds m.
+// expectReleased waits until the ledger has no entry for m.
 func expectReleased(t testing.TB, m mac.MAC) {
 	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
-		g.Expect(macAddress(g, m)).To(BeNil(), "MAC %s must be released", m)
+		g.Expect(entryOf(g, m)).To(BeNil(), "MAC %s must be released", m)
 	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+}
+
+// expectLedgerTrue checks the ledger against what objects carry: every
+// entry bound (no reservation left waiting, none outliving its owner) and
+// every carried MAC in the ledger, for the objects of namespace.
+func expectLedgerTrue(g Gomega, namespace string) {
+	carried := carriedNow(g)
+	held := map[mac.MAC]bool{}
+	for _, e := range allEntries(g) {
+		held[e.MAC] = true
+		if e.Owner.Namespace != namespace {
+			continue
+		}
+		g.Expect(ledger.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v is not bound", e.MAC, e.Owner)
+	}
+	for m, cs := range carried {
+		if cs[0].Object.Namespace != namespace {
+			continue
+		}
+		g.Expect(held[m]).To(BeTrue(), "MAC %s carried by %s has no entry", m, cs[0].Object)
+	}
 }
 
 // setRange writes the range ConfigMap, and removes it when the test ends.
 func setRange(t testing.TB, data map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeConfigMapName}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName}}
 	err := env.Client.Get(ctx, client.ObjectKeyFromObject(cm), cm)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -146,7 +250,7 @@ func setRange(t testing.TB, data map[string]string) {
 		t.Fatalf("writing the range ConfigMap: %v", err)
 	}
 	t.Cleanup(func() {
-		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeConfigMapName}})
+		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName}})
 	})
 }
 

@@ -12,11 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	kubevirtv1 "kubevirt.io/api/core/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 )
@@ -52,9 +52,9 @@ func TestRangeConfigMapAppliesLive(t *testing.T) {
 
 	// The MAC held under the old range is still held by its pod.
 	g.Consistently(func(g Gomega) {
-		m := macAddress(g, oldMAC)
+		m := entryOf(g, oldMAC)
 		g.Expect(m).NotTo(BeNil())
-		g.Expect(m.Spec.Owner.UID).To(Equal(old.UID))
+		g.Expect(ledger.OwnerMatches(m.Owner, "Pod", old.Namespace, old.Name, string(old.UID))).To(BeTrue(), "held for %+v", m.Owner)
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 }
 
@@ -112,7 +112,7 @@ func TestInvalidRangeRefusedOldStays(t *testing.T) {
 func TestInvalidRangeOnFirstStartIsNotReady(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: controller.RangeRecordName}}
+	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: pool.RangeRecordName}}
 	g.Expect(client.IgnoreNotFound(env.Client.Delete(ctx, record))).To(Succeed())
 	setRange(t, map[string]string{"START_POOL_RANGE": "02:41:00:00:00:ff", "END_POOL_RANGE": "02:41:00:00:00:00"})
 
@@ -175,19 +175,19 @@ func TestExhaustedPoolRefusesThenResumes(t *testing.T) {
 	expectInvariants(t)
 }
 
-// A MAC carried by a pod without a MACAddress (restored from backup, or its
-// MACAddress deleted by hand) is adopted for that pod.
+// A MAC carried by a pod without a ledger entry (restored from backup, or
+// its entry deleted by hand) is adopted for that pod.
 func TestRepairAdoptsCarriedMAC(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
 	p := createPod(t, pod(ns, "carrier", `[{"name":"a"}]`))
 	m := macsOf(t, p)[0]
 	expectBound(t, m, p)
 
-	g.Expect(env.Client.Delete(ctx, macAddress(g, m))).To(Succeed())
+	removeEntry(g, m)
 	expectBound(t, m, p)
+	g.Expect(entryOf(g, m).Adopted).To(BeTrue())
 	g.Eventually(func(g Gomega) {
 		g.Expect(eventsAbout(g, ns, "carrier", "MACAdopted")).NotTo(BeEmpty())
 	}).WithTimeout(10 * time.Second).Should(Succeed())
@@ -216,7 +216,7 @@ func TestCollisionReportedOnBoth(t *testing.T) {
 		g.Expect(onA[0].Note).To(ContainSubstring("Pod " + ignored + "/b"))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	// Reporting never rewrites or steals: a keeps the MAC.
-	g.Expect(macAddress(g, m).Spec.Owner.UID).To(Equal(a.UID))
+	g.Expect(entryOf(g, m).Owner.Name).To(Equal(a.Name))
 	_ = b
 }
 
@@ -252,8 +252,8 @@ func TestRestartKeepsMACsHeld(t *testing.T) {
 }
 
 // expectInvariants checks, once things settle, what must always hold: no
-// MAC carried twice by managed pods, every carried MAC held by a MACAddress
-// naming its pod, and no bound MACAddress whose pod is gone.
+// MAC carried twice by managed pods, every MAC a pod carries held by an
+// entry for that pod, and no entry that nothing carries for its owner.
 func expectInvariants(t testing.TB) { expectInvariantsOn(t, env.Client) }
 
 // expectInvariantsOn checks the invariants through client c.
@@ -263,17 +263,13 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 		ctx := context.Background()
 		pods := &corev1.PodList{}
 		g.Expect(c.List(ctx, pods)).To(Succeed())
-		macs := &v1alpha1.MACAddressList{}
-		g.Expect(c.List(ctx, macs)).To(Succeed())
-		holders := map[string]v1alpha1.MACAddress{}
-		for _, m := range macs.Items {
-			holders[m.Spec.Address] = m
+		holders := map[mac.MAC]ledger.Entry{}
+		for _, e := range allEntriesOn(g, c) {
+			holders[e.MAC] = e
 		}
 		carriedBy := map[mac.MAC]string{}
-		live := map[string]bool{}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			live[string(p.UID)] = true
 			if p.Annotations["k8s.v1.cni.cncf.io/networks"] == "" || p.Namespace == managerNamespace || p.Namespace == "kube-system" {
 				continue
 			}
@@ -284,30 +280,31 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 				who := p.Namespace + "/" + p.Name
 				g.Expect(carriedBy).NotTo(HaveKey(m), "MAC %s carried by %s and %s", m, carriedBy[m], who)
 				carriedBy[m] = who
-				h, ok := holders[m.String()]
-				g.Expect(ok).To(BeTrue(), "MAC %s of %s has no MACAddress", m, who)
-				g.Expect(h.Spec.Owner.UID).To(Equal(p.UID), "MAC %s of %s held by %v", m, who, h.Spec.Owner)
+				h, ok := holders[m]
+				g.Expect(ok).To(BeTrue(), "MAC %s of %s has no ledger entry", m, who)
+				g.Expect(ledger.OwnerMatches(h.Owner, "Pod", p.Namespace, p.Name, string(p.UID))).To(BeTrue(), "MAC %s of %s held by %+v", m, who, h.Owner)
 			}
 		}
-		// Owners may be VMs and VMIs too.
-		vms := &kubevirtv1.VirtualMachineList{}
-		vmis := &kubevirtv1.VirtualMachineInstanceList{}
-		if err := c.List(ctx, vms); err == nil {
-			for _, vm := range vms.Items {
-				live[string(vm.UID)] = true
-			}
-		}
-		if err := c.List(ctx, vmis); err == nil {
-			for _, vmi := range vmis.Items {
-				live[string(vmi.UID)] = true
-			}
-		}
-		for _, m := range macs.Items {
-			if m.IsBound() {
-				g.Expect(live[string(m.Spec.Owner.UID)]).To(BeTrue(), "MACAddress %s outlives its owner %v", m.Name, m.Spec.Owner)
-			}
+		// Owners may be VMs and VMIs too: every entry is bound.
+		carried := carriedOn(g, c)
+		for m, h := range holders {
+			g.Expect(ledger.Bound(h.Owner, carried[m])).To(BeTrue(), "the entry of %s outlives its owner %+v", m, h.Owner)
 		}
 	}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+}
+
+// removeEntry deletes the ledger entry of m by hand, as an admin might.
+func removeEntry(g Gomega, m mac.MAC) {
+	g.Eventually(func() error {
+		block := &v1alpha1.MACBlock{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: ledger.BlockName(m)}, block); err != nil {
+			return err
+		}
+		if !ledger.Remove(block, ledger.Offset(m)) {
+			return nil
+		}
+		return env.Client.Update(context.Background(), block)
+	}).Should(Succeed())
 }
 
 func ignoredNamespace(g Gomega, c client.Client, name string) bool {
@@ -337,18 +334,18 @@ func TestPodAnnotationEditKeepsMAC(t *testing.T) {
 	g.Expect(env.Client.Patch(ctx, p, client.RawPatch(types.JSONPatchType,
 		[]byte(`[{"op":"replace","path":"/metadata/annotations/k8s.v1.cni.cncf.io~1networks","value":"[]"}]`)))).To(Succeed())
 	g.Consistently(func(g Gomega) {
-		h := macAddress(g, m)
+		h := entryOf(g, m)
 		g.Expect(h).NotTo(BeNil(), "MAC %s released while the pod's interface still has it", m)
-		g.Expect(h.Spec.Owner.UID).To(Equal(p.UID))
+		g.Expect(h.Owner.Name).To(Equal(p.Name))
 	}).WithTimeout(3 * time.Second).Should(Succeed())
 
 	g.Expect(env.Client.Delete(ctx, p)).To(Succeed())
 	expectReleased(t, m)
 }
 
-// When the holder goes away while another managed object carries the same
-// MAC, the MACAddress passes to that object in one update: at no moment
-// does the MAC look free.
+// When the holder goes away while another object carries the same MAC,
+// the entry passes to that object in one update: at no moment does the MAC
+// look free.
 func TestHolderGoneMACPassesToOtherCarrier(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -369,45 +366,55 @@ func TestHolderGoneMACPassesToOtherCarrier(t *testing.T) {
 
 	g.Expect(env.Client.Delete(ctx, a)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		h := macAddress(g, m)
+		h := entryOf(g, m)
 		g.Expect(h).NotTo(BeNil())
-		g.Expect(h.Spec.Owner.UID).To(Equal(b.UID))
+		g.Expect(h.Owner.UID).To(Equal(b.UID))
 	}).WithTimeout(20 * time.Second).Should(Succeed())
-	g.Expect(macAddress(g, m).CreationTimestamp).NotTo(BeZero())
+	g.Expect(entryOf(g, m).Adopted).To(BeTrue())
 }
 
-// A request that accepts an existing reservation (a VM update putting back
-// a MAC it had dropped, a retried create) races with the controller, which
-// may be releasing that reservation at the same moment. The controller
-// deletes only the version it judged; accepting renews the reservation, so
-// a release judged before the accept fails and nothing is freed that the
-// object about to be stored carries. No manager runs: the race is set up
-// by hand against the real API server.
+// A request that accepts an existing entry (a VM update putting back a MAC
+// it had dropped, a retried create) races with the repair, which may be
+// removing that entry at the same moment. The repair writes only on the
+// version of the block it judged, and removes only the entry it judged;
+// accepting renews the entry, so a removal judged before the accept fails
+// and, judged again, finds a different entry. No manager runs: the race is
+// set up by hand against the real API server.
 func TestAcceptedReservationOutlivesStaleRelease(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	m := mustMAC("02:42:00:00:00:01")
-	owner := v1alpha1.Owner{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: "default", Name: "readded"}
-	judged := &v1alpha1.MACAddress{
-		ObjectMeta: metav1.ObjectMeta{Name: m.ObjectName()},
-		Spec:       v1alpha1.MACAddressSpec{Address: m.String(), Owner: owner},
-	}
-	g.Expect(env.Client.Create(ctx, judged)).To(Succeed())
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), judged) })
+	owner := v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "default", Name: "readded"}
+	block := ledger.NewBlock(m)
+	ledger.Put(block, v1alpha1.MACBlockEntry{Offset: ledger.Offset(m), MAC: m.String(), Owner: owner,
+		Reserved: metav1.NewMicroTime(time.Now().Add(-time.Hour).Truncate(time.Microsecond))})
+	g.Expect(env.Client.Create(ctx, block)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), block) })
+	judged := block.DeepCopy()
+	judgedEntry := *ledger.Find(judged, ledger.Offset(m))
 
-	p := pool.New(env.Client, env.Client)
-	created, err := p.Claim(ctx, m, pool.Request{Owner: owner})
+	book := &ledger.Ledger{Writer: env.Client, Live: env.Client, Log: testLogger()}
+	p := pool.New(book, clock.RealClock{})
+	res, err := p.Reserve(ctx, pool.Request{Owner: owner, Slots: []pool.Slot{{Network: "default/n", Requested: m}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(created).To(BeFalse(), "the existing reservation is accepted, not made again")
+	g.Expect(res.MACs).To(Equal([]mac.MAC{m}))
+	g.Expect(res.Written).To(BeEmpty(), "the existing entry is accepted, not made again")
 
-	// The controller's release, judged on the version before the accept.
-	err = env.Client.Delete(ctx, judged, client.Preconditions{UID: &judged.UID, ResourceVersion: &judged.ResourceVersion})
-	g.Expect(apierrors.IsConflict(err)).To(BeTrue(), "a release judged before the accept must fail, got %v", err)
-	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(judged), &v1alpha1.MACAddress{})).To(Succeed())
+	// The repair's removal, judged on the version before the accept.
+	ledger.Remove(judged, ledger.Offset(m))
+	err = env.Client.Update(ctx, judged)
+	g.Expect(apierrors.IsConflict(err)).To(BeTrue(), "a removal judged before the accept must fail, got %v", err)
+	fresh := &v1alpha1.MACBlock{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(block), fresh)).To(Succeed())
+	renewed := ledger.Find(fresh, ledger.Offset(m))
+	g.Expect(renewed).NotTo(BeNil())
+	g.Expect(ledger.SameEntry(renewed, &judgedEntry)).To(BeFalse(), "judged again, the entry is not the one judged: it was renewed")
+	g.Expect(renewed.Reserved.After(judgedEntry.Reserved.Time)).To(BeTrue())
 
-	// And an accept that comes after the release reserves the MAC afresh.
-	g.Expect(env.Client.Delete(ctx, judged)).To(Succeed())
-	created, err = p.Claim(ctx, m, pool.Request{Owner: owner})
+	// And an accept after the entry is gone reserves the MAC afresh.
+	ledger.Remove(fresh, ledger.Offset(m))
+	g.Expect(env.Client.Update(ctx, fresh)).To(Succeed())
+	res, err = p.Reserve(ctx, pool.Request{Owner: owner, Slots: []pool.Slot{{Network: "default/n", Requested: m}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(created).To(BeTrue())
+	g.Expect(res.Written).To(Equal([]mac.MAC{m}))
 }

@@ -15,14 +15,14 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 // The seed's example: a pod asking for one network gets a MAC from the
 // default range, written into the annotation with the pod's namespace, and
-// the MAC is held by a MACAddress bound to the pod.
+// the MAC is held by a ledger entry bound to the pod.
 func TestPodGetsMACFromDefaultRange(t *testing.T) {
 	g := NewWithT(t)
 	startManager(t, testOptions(t))
@@ -86,19 +86,13 @@ func TestPodWithoutNetworksUntouched(t *testing.T) {
 	g := NewWithT(t)
 	startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
-	before := countMACAddresses(g)
+	before := countEntries(g)
 
 	plain := createPod(t, pod(ns, "plain", ""))
 	g.Expect(plain.Annotations).To(BeEmpty())
 	empty := createPod(t, pod(ns, "empty", "  "))
 	g.Expect(empty.Annotations["k8s.v1.cni.cncf.io/networks"]).To(Equal("  "))
-	g.Consistently(func() int { return countMACAddresses(g) }).WithTimeout(time.Second).Should(Equal(before))
-}
-
-func countMACAddresses(g Gomega) int {
-	list := &v1alpha1.MACAddressList{}
-	g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
-	return len(list.Items)
+	g.Consistently(func() int { return countEntries(g) }).WithTimeout(time.Second).Should(Equal(before))
 }
 
 // A MAC the user writes is reserved when free, even outside the range, and
@@ -119,12 +113,12 @@ func TestPodExplicitMAC(t *testing.T) {
 	err := env.Client.Create(context.Background(), pod(ns, "second", `[{"name":"ovs-conf","mac":"001a.4a16.0151"}]`))
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring("00:1a:4a:16:01:51 is already in use by Pod " + ns + "/first"))
-	g.Expect(macAddress(g, m).Spec.Owner.Name).To(Equal("first"), "the refused pod must not take the MAC")
+	g.Expect(entryOf(g, m).Owner.Name).To(Equal("first"), "the refused pod must not take the MAC")
 
 	// Two networks of one pod asking for one MAC.
 	err = env.Client.Create(context.Background(), pod(ns, "twice", `[{"name":"a","mac":"02:aa:00:00:00:01"},{"name":"b","mac":"02:AA:00:00:00:01"}]`))
 	g.Expect(err).To(MatchError(ContainSubstring("asked for by two interfaces of the same Pod")))
-	g.Expect(macAddress(g, mustMAC("02:aa:00:00:00:01"))).To(BeNil(), "a refused pod holds nothing")
+	g.Expect(entryOf(g, mustMAC("02:aa:00:00:00:01"))).To(BeNil(), "a refused pod holds nothing")
 }
 
 func mustMAC(s string) mac.MAC {
@@ -170,7 +164,7 @@ func TestPodBadInputRefused(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
-			before := countMACAddresses(g)
+			before := countEntries(g)
 			// A valid network first: its reservation must be rolled back.
 			annotation := c.annotation
 			err := env.Client.Create(context.Background(), pod(ns, "bad-"+c.name, annotation))
@@ -179,7 +173,7 @@ func TestPodBadInputRefused(t *testing.T) {
 			for _, w := range c.want {
 				g.Expect(err.Error()).To(ContainSubstring(w))
 			}
-			g.Expect(countMACAddresses(g)).To(Equal(before))
+			g.Expect(countEntries(g)).To(Equal(before))
 		})
 	}
 }
@@ -192,12 +186,12 @@ func TestPodRefusalRollsBackReservations(t *testing.T) {
 	ns := newNamespace(t, nil)
 	holder := createPod(t, pod(ns, "holder", `[{"name":"a","mac":"02:bb:00:00:00:01"}]`))
 	expectBound(t, mustMAC("02:bb:00:00:00:01"), holder)
-	before := countMACAddresses(g)
+	before := countEntries(g)
 
 	err := env.Client.Create(context.Background(), pod(ns, "loser", `[{"name":"a","mac":"02:bb:00:00:00:02"},{"name":"b","mac":"02:bb:00:00:00:01"}]`))
 	g.Expect(err).To(MatchError(ContainSubstring("already in use by Pod " + ns + "/holder")))
-	g.Expect(macAddress(g, mustMAC("02:bb:00:00:00:02"))).To(BeNil())
-	g.Expect(countMACAddresses(g)).To(Equal(before))
+	g.Expect(entryOf(g, mustMAC("02:bb:00:00:00:02"))).To(BeNil())
+	g.Expect(countEntries(g)).To(Equal(before))
 }
 
 // Dry-run requests get MACs in the answer and reserve nothing.
@@ -205,15 +199,15 @@ func TestPodDryRun(t *testing.T) {
 	g := NewWithT(t)
 	startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
-	before := countMACAddresses(g)
+	before := countEntries(g)
 
 	p := pod(ns, "dry", `[{"name":"a"},{"name":"b"}]`)
 	g.Expect(env.Client.Create(context.Background(), p, client.DryRunAll)).To(Succeed())
 	macs := macsOf(t, p)
 	g.Expect(macs).To(HaveLen(2))
 	g.Expect(macs[0]).NotTo(Equal(macs[1]))
-	g.Expect(countMACAddresses(g)).To(Equal(before))
-	g.Expect(macAddress(g, macs[0])).To(BeNil())
+	g.Expect(countEntries(g)).To(Equal(before))
+	g.Expect(entryOf(g, macs[0])).To(BeNil())
 
 	// A dry run with a MAC in use is refused like the real request would be.
 	holder := createPod(t, pod(ns, "holder", `[{"name":"a","mac":"02:cc:00:00:00:01"}]`))
@@ -291,12 +285,12 @@ func TestReservationOfRefusedPodExpires(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("rejected by test policy")))
 
 	// The reservation exists, unbound, then goes away after the grace period.
-	var reserved []v1alpha1.MACAddress
+	var reserved []ledger.Entry
 	g.Eventually(func(g Gomega) {
 		reserved = reservationsFor(g, ns, "refused")
 		g.Expect(reserved).To(HaveLen(1))
 	}).WithTimeout(5 * time.Second).Should(Succeed())
-	g.Expect(reserved[0].Status.Phase).To(Equal(v1alpha1.PhaseReserved))
+	g.Expect(ledger.Bound(reserved[0].Owner, carriedNow(g)[reserved[0].MAC])).To(BeFalse(), "nothing carries the refused pod's MAC")
 	g.Eventually(func(g Gomega) {
 		g.Expect(reservationsFor(g, ns, "refused")).To(BeEmpty())
 	}).WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
@@ -306,13 +300,11 @@ func TestReservationOfRefusedPodExpires(t *testing.T) {
 	gen.GenerateName = "refused-"
 	gen.Labels = map[string]string{"reject-me": "true"}
 	g.Expect(env.Client.Create(ctx, gen)).To(MatchError(ContainSubstring("rejected by test policy")))
-	generated := func(g Gomega) []v1alpha1.MACAddress {
-		list := &v1alpha1.MACAddressList{}
-		g.Expect(env.Client.List(ctx, list)).To(Succeed())
-		var out []v1alpha1.MACAddress
-		for _, m := range list.Items {
-			if m.Spec.Owner.Namespace == ns && m.Spec.Owner.GenerateName == "refused-" {
-				out = append(out, m)
+	generated := func(g Gomega) []ledger.Entry {
+		var out []ledger.Entry
+		for _, e := range allEntries(g) {
+			if e.Owner.Namespace == ns && e.Owner.GenerateName == "refused-" {
+				out = append(out, e)
 			}
 		}
 		return out
@@ -322,16 +314,8 @@ func TestReservationOfRefusedPodExpires(t *testing.T) {
 		WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 }
 
-func reservationsFor(g Gomega, namespace, name string) []v1alpha1.MACAddress {
-	list := &v1alpha1.MACAddressList{}
-	g.Expect(env.Client.List(context.Background(), list)).To(Succeed())
-	var out []v1alpha1.MACAddress
-	for _, m := range list.Items {
-		if m.Spec.Owner.Namespace == namespace && m.Spec.Owner.Name == name {
-			out = append(out, m)
-		}
-	}
-	return out
+func reservationsFor(g Gomega, namespace, name string) []ledger.Entry {
+	return entriesFor(g, "Pod", namespace, name)
 }
 
 // denyLabelled installs a ValidatingAdmissionPolicy refusing pods with label.

@@ -16,8 +16,9 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/internal/controller"
 	"github.com/kubemacpool/kubemacpool/internal/manager"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
+	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -62,7 +63,7 @@ func TestReleaseManifestApplies(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), "kubectl apply: %s", out)
 	for _, want := range []string{
-		"namespace/kubemacpool-system", "customresourcedefinition.apiextensions.k8s.io/macaddresses.kubemacpool.io",
+		"namespace/kubemacpool-system", "customresourcedefinition.apiextensions.k8s.io/macblocks.kubemacpool.io",
 		"serviceaccount/kubemacpool", "clusterrole.rbac.authorization.k8s.io/kubemacpool", "role.rbac.authorization.k8s.io/kubemacpool",
 		"configmap/kubemacpool-mac-range-config", "service/kubemacpool-service", "deployment.apps/kubemacpool-mac-controller-manager",
 		"poddisruptionbudget.policy/kubemacpool", "mutatingwebhookconfiguration.admissionregistration.k8s.io/kubemacpool-mutator",
@@ -99,13 +100,13 @@ func TestReleaseManifestApplies(t *testing.T) {
 	}
 
 	record := &corev1.ConfigMap{}
-	recordKey := client.ObjectKey{Namespace: "kubemacpool-system", Name: controller.RangeRecordName}
+	recordKey := client.ObjectKey{Namespace: "kubemacpool-system", Name: pool.RangeRecordName}
 	g.Eventually(func(g Gomega) {
 		g.Expect(e.Client.Get(ctx, recordKey, record)).To(Succeed())
 		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:00:00:00:00:00"))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	rangeCM := &corev1.ConfigMap{}
-	g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: "kubemacpool-system", Name: controller.RangeConfigMapName}, rangeCM)).To(Succeed())
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Namespace: "kubemacpool-system", Name: rangeconfig.ConfigMapName}, rangeCM)).To(Succeed())
 	rangeCM.Data = map[string]string{"START_POOL_RANGE": "02:50:00:00:00:00", "END_POOL_RANGE": "02:50:00:00:00:ff"}
 	g.Expect(e.Client.Update(ctx, rangeCM)).To(Succeed())
 	g.Eventually(func(g Gomega) {

@@ -8,18 +8,20 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // iface describes one VM interface for the builders below.
@@ -81,12 +83,12 @@ func expectHeldBy(t testing.TB, m string, kind string, obj client.Object) {
 	t.Helper()
 	parsed := mustMAC(m)
 	NewWithT(t).Eventually(func(g Gomega) {
-		h := macAddress(g, parsed)
-		g.Expect(h).NotTo(BeNil(), "MACAddress %s must exist", m)
-		g.Expect(h.Status.Phase).To(Equal(v1alpha1.PhaseBound))
-		g.Expect(h.Spec.Owner.Kind).To(Equal(kind))
-		g.Expect(h.Spec.Owner.Name).To(Equal(obj.GetName()))
-		g.Expect(h.Spec.Owner.UID).To(Equal(obj.GetUID()))
+		h := entryOf(g, parsed)
+		g.Expect(h).NotTo(BeNil(), "MAC %s must have a ledger entry", m)
+		g.Expect(h.Owner.Kind).To(Equal(kind))
+		g.Expect(h.Owner.Name).To(Equal(obj.GetName()))
+		g.Expect(ledger.OwnerMatches(h.Owner, kind, obj.GetNamespace(), obj.GetName(), string(obj.GetUID()))).To(BeTrue())
+		g.Expect(ledger.Bound(h.Owner, carriedNow(g)[parsed])).To(BeTrue(), "%s %s does not carry %s", kind, obj.GetName(), m)
 	}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
@@ -113,8 +115,8 @@ func TestVMCreateAssignsMACs(t *testing.T) {
 		seen[m.String()] = true
 		expectHeldBy(t, m.String(), "VirtualMachine", vm)
 	}
-	g.Expect(macAddress(g, mustMAC(macs["br"])).Spec.Network).To(Equal("ovs-conf"))
-	g.Expect(macAddress(g, mustMAC(macs["br"])).Spec.Interface).To(Equal("br"))
+	g.Expect(entryOf(g, mustMAC(macs["br"])).Network).To(Equal("ovs-conf"))
+	g.Expect(entryOf(g, mustMAC(macs["br"])).Interface).To(Equal("br"))
 
 	bridged := newVM(ns, "vm2", iface{"default", "bridge", "pod", ""})
 	g.Expect(env.Client.Create(context.Background(), bridged)).To(Succeed())
@@ -146,7 +148,7 @@ func TestVMExplicitMACs(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring(`interface a (network ovs): "not-a-mac" is not a MAC address`)))
 	err = env.Client.Create(ctx, newVM(ns, "multicast", iface{"a", "bridge", "ovs", "01:00:5e:00:00:01"}))
 	g.Expect(err).To(MatchError(ContainSubstring("multicast")))
-	g.Expect(macAddress(g, mustMAC("02:dd:00:00:00:02"))).To(BeNil(), "refused VMs hold nothing")
+	g.Expect(entryOf(g, mustMAC("02:dd:00:00:00:02"))).To(BeNil(), "refused VMs hold nothing")
 
 	free := newVM(ns, "free", iface{"a", "bridge", "ovs", "00:50:56:00:00:01"}) // outside the range: reserved all the same
 	g.Expect(env.Client.Create(ctx, free)).To(Succeed())
@@ -224,25 +226,26 @@ func TestVMMACPutBackWhileReleasing(t *testing.T) {
 	expectHeldBy(t, b, "VirtualMachine", vm)
 
 	// The admission of the update that will carry b again accepts b.
-	owner := v1alpha1.Owner{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: ns, Name: vm.Name, UID: vm.UID}
-	created, err := pool.New(env.Client, env.Client).Claim(ctx, mustMAC(b), pool.Request{Owner: owner})
+	owner := v1alpha1.Owner{Kind: "VirtualMachine", Namespace: ns, Name: vm.Name, UID: vm.UID}
+	book := &ledger.Ledger{Writer: env.Client, Live: env.Client, Log: testLogger()}
+	res, err := pool.New(book, clock.RealClock{}).Reserve(ctx, pool.Request{Owner: owner, Slots: []pool.Slot{{Network: "net-b", Requested: mustMAC(b)}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(created).To(BeFalse())
+	g.Expect(res.Written).To(BeEmpty(), "the VM's own entry is accepted and renewed")
 
 	dropped := getVM(g, vm)
 	dropped.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""})
 	g.Expect(env.Client.Update(ctx, dropped)).To(Succeed())
 	g.Consistently(func(g Gomega) {
-		g.Expect(macAddress(g, mustMAC(b))).NotTo(BeNil(), "MAC %s freed while an accepted update is about to carry it", b)
+		g.Expect(entryOf(g, mustMAC(b))).NotTo(BeNil(), "MAC %s freed while an accepted update is about to carry it", b)
 	}).WithTimeout(testGrace / 2).WithPolling(100 * time.Millisecond).Should(Succeed())
 
 	back := getVM(g, vm)
 	back.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""}, iface{"b", "bridge", "net-b", b})
 	g.Expect(env.Client.Update(ctx, back)).To(Succeed())
 	g.Consistently(func(g Gomega) {
-		h := macAddress(g, mustMAC(b))
+		h := entryOf(g, mustMAC(b))
 		g.Expect(h).NotTo(BeNil(), "MAC %s freed while the VM carries it", b)
-		g.Expect(h.Spec.Owner.UID).To(Equal(vm.UID))
+		g.Expect(h.Owner.UID).To(Equal(vm.UID))
 	}).WithTimeout(testGrace + 2*time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 }
 
@@ -266,9 +269,9 @@ func TestVMRefusedUpdateKeepsMAC(t *testing.T) {
 	g.Expect(env.Client.Update(ctx, update)).To(MatchError(ContainSubstring("rejected by test policy")))
 
 	g.Consistently(func(g Gomega) {
-		h := macAddress(g, mustMAC(macs["b"]))
+		h := entryOf(g, mustMAC(macs["b"]))
 		g.Expect(h).NotTo(BeNil())
-		g.Expect(h.Spec.Owner.UID).To(Equal(vm.UID))
+		g.Expect(h.Owner.Name).To(Equal(vm.Name))
 	}).WithTimeout(testGrace + 2*time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
 	g.Expect(vmMACs(getVM(g, vm))).To(Equal(macs))
 }
@@ -279,23 +282,23 @@ func TestVMDryRun(t *testing.T) {
 	ctx := context.Background()
 	startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
-	before := countMACAddresses(g)
+	before := countEntries(g)
 
 	vm := newVM(ns, "dry", iface{"a", "bridge", "net-a", ""})
 	g.Expect(env.Client.Create(ctx, vm, client.DryRunAll)).To(Succeed())
 	g.Expect(vmMACs(vm)["a"]).NotTo(BeEmpty())
-	g.Expect(countMACAddresses(g)).To(Equal(before))
+	g.Expect(countEntries(g)).To(Equal(before))
 
 	real := newVM(ns, "real", iface{"a", "bridge", "net-a", ""})
 	g.Expect(env.Client.Create(ctx, real)).To(Succeed())
 	expectHeldBy(t, vmMACs(real)["a"], "VirtualMachine", real)
-	before = countMACAddresses(g)
+	before = countEntries(g)
 	update := getVM(g, real)
 	update.Spec.Template.Spec = vmSpec(iface{"a", "bridge", "net-a", ""}, iface{"b", "bridge", "net-b", ""})
 	g.Expect(env.Client.Update(ctx, update, client.DryRunAll)).To(Succeed())
 	g.Expect(vmMACs(update)["b"]).NotTo(BeEmpty())
 	g.Expect(vmMACs(update)["a"]).To(Equal(vmMACs(real)["a"]))
-	g.Expect(countMACAddresses(g)).To(Equal(before))
+	g.Expect(countEntries(g)).To(Equal(before))
 }
 
 // A VirtualMachineInstance created directly gets MACs and holds them; one
@@ -337,7 +340,7 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 		"a virt-launcher pod is admitted unchanged")
 	// The launcher carries the VMI's MAC, yet the VMI keeps holding it.
 	g.Consistently(func(g Gomega) {
-		g.Expect(macAddress(g, mustMAC(m)).Spec.Owner.Kind).To(Equal("VirtualMachineInstance"))
+		g.Expect(entryOf(g, mustMAC(m)).Owner.Kind).To(Equal("VirtualMachineInstance"))
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 
 	// The label alone does not make a launcher: such a pod is an ordinary
@@ -364,7 +367,7 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 	// runs here, so the test does).
 	g.Expect(env.Client.Delete(ctx, vmi)).To(Succeed())
 	g.Consistently(func(g Gomega) {
-		g.Expect(macAddress(g, mustMAC(m))).NotTo(BeNil(), "released while the launcher pod still carries it")
+		g.Expect(entryOf(g, mustMAC(m))).NotTo(BeNil(), "released while the launcher pod still carries it")
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 	g.Expect(env.Client.Delete(ctx, launcher)).To(Succeed())
 	expectReleased(t, mustMAC(m))
@@ -396,15 +399,16 @@ func TestKubeVirtInstalledAfterStart(t *testing.T) {
 
 	// A MAC held for a VM before kubemacpool knows VMs must not be
 	// released for want of a way to look at its owner.
-	early := &v1alpha1.MACAddress{
-		ObjectMeta: metav1.ObjectMeta{Name: "02-ab-00-00-00-01"},
-		Spec: v1alpha1.MACAddressSpec{Address: "02:ab:00:00:00:01", Owner: v1alpha1.Owner{
-			APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Namespace: "vms", Name: "restored", UID: "4a1c0f3e-0000-4000-8000-000000000001"}},
-		Status: v1alpha1.MACAddressStatus{Phase: v1alpha1.PhaseBound},
-	}
+	earlyMAC := mustMAC("02:ab:00:00:00:01")
+	early := ledger.NewBlock(earlyMAC)
+	ledger.Put(early, v1alpha1.MACBlockEntry{Offset: ledger.Offset(earlyMAC), MAC: earlyMAC.String(),
+		Owner:    v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "vms", Name: "restored", UID: "4a1c0f3e-0000-4000-8000-000000000001"},
+		Reserved: metav1.NewMicroTime(time.Now().Add(-time.Hour).Truncate(time.Microsecond))})
 	g.Expect(bare.Client.Create(ctx, early)).To(Succeed())
-	g.Consistently(func() error {
-		return bare.Client.Get(ctx, client.ObjectKeyFromObject(early), &v1alpha1.MACAddress{})
+	g.Consistently(func(g Gomega) {
+		b := &v1alpha1.MACBlock{}
+		g.Expect(bare.Client.Get(ctx, client.ObjectKeyFromObject(early), b)).To(Succeed())
+		g.Expect(ledger.Find(b, ledger.Offset(earlyMAC))).NotTo(BeNil())
 	}).WithTimeout(3 * time.Second).Should(Succeed())
 
 	installCRDs(t, bare, "test/fixtures/crds/kubevirt.yaml")
@@ -413,16 +417,22 @@ func TestKubeVirtInstalledAfterStart(t *testing.T) {
 	m := mustMAC(vmMACs(vm)["a"])
 	// Tracked: bound to the VM, then released when it is deleted.
 	g.Eventually(func(g Gomega) {
-		h := &v1alpha1.MACAddress{}
-		g.Expect(bare.Client.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, h)).To(Succeed())
-		g.Expect(h.Status.Phase).To(Equal(v1alpha1.PhaseBound))
-		g.Expect(h.Spec.Owner.UID).To(Equal(vm.UID))
+		var h *ledger.Entry
+		for _, e := range allEntriesOn(g, bare.Client) {
+			if e.MAC == m {
+				h = &e
+			}
+		}
+		g.Expect(h).NotTo(BeNil())
+		g.Expect(h.Owner.Name).To(Equal(vm.Name))
+		g.Expect(ledger.Bound(h.Owner, carriedOn(g, bare.Client)[m])).To(BeTrue())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(bare.Client.Delete(ctx, vm)).To(Succeed())
-	g.Eventually(func() bool {
-		err := bare.Client.Get(ctx, client.ObjectKey{Name: m.ObjectName()}, &v1alpha1.MACAddress{})
-		return apierrors.IsNotFound(err)
-	}).WithTimeout(30 * time.Second).Should(BeTrue())
+	g.Eventually(func(g Gomega) {
+		for _, e := range allEntriesOn(g, bare.Client) {
+			g.Expect(e.MAC).NotTo(Equal(m), "the deleted VM's MAC is still held")
+		}
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 }
 
 // denyVMUpdates refuses updates of VMs labelled label, after the webhook.
