@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -91,22 +92,18 @@ func run(stateDir string, samples bool) error {
 	if err != nil {
 		return err
 	}
+	o := manager.Defaults()
+	o.WebhookHost, o.WebhookPort, o.CertDir = env.WebhookHost, env.WebhookPort, env.CertDir
+	o.CertMode = manager.CertModeFiles // envtest's certificate, which the API server trusts
+	o.ShutdownDelay = 0
+	o.MetricsAddr = "0"
+	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", probePort)
+	o.KubeVirtPoll = 2 * time.Second
 	kmp := &testenv.Process{
 		Binary:   filepath.Join(root, "bin", "kubemacpool"),
 		LogPath:  filepath.Join(stateDir, "kubemacpool.log"),
-		ReadyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort),
-		Args: []string{
-			"--kubeconfig", kubeconfig,
-			"--namespace", "kubemacpool-system",
-			"--webhook-host", env.WebhookHost,
-			"--webhook-port", strconv.Itoa(env.WebhookPort),
-			"--cert-dir", env.CertDir,
-			"--cert-mode", "files",
-			"--shutdown-delay", "0s",
-			"--metrics-bind-address", "0",
-			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
-			"--kubevirt-poll-interval", "2s",
-		},
+		ReadyURL: "http://" + o.ProbeAddr + "/readyz",
+		Args:     append(o.Args(), "--kubeconfig="+kubeconfig),
 	}
 	if err := startKubemacpool(kmp); err != nil {
 		return err
@@ -121,7 +118,7 @@ func run(stateDir string, samples bool) error {
 	fmt.Println()
 	say("kubemacpool is running; its log is %s", kmp.LogPath)
 	say("use the cluster with:   export KUBECONFIG=%s", kubeconfig)
-	say("or:                     ./cluster/kubectl.sh get macaddresses")
+	say("or:                     ./cluster/kubectl.sh get macblocks")
 	say("press Ctrl-C to stop; everything is removed on exit")
 
 	signals := make(chan os.Signal, 1)
@@ -156,12 +153,8 @@ func applySamples(root string, kubectl func(...string) (string, error)) error {
 	fmt.Println()
 	say("samplepod got its MAC:  k8s.v1.cni.cncf.io/networks: %s", networks)
 	say("samplevm got its MACs:  %s", strings.TrimSpace(vmMACs))
-	// Each MAC is reserved at admission and bound once the object is seen
-	// stored; show them bound.
-	if _, err := kubectl("wait", "macaddresses", "--all", "--for=jsonpath={.status.phase}=Bound", "--timeout=30s"); err != nil {
-		return err
-	}
-	held, err := kubectl("get", "macaddresses")
+	// Each MAC has its ledger entry, written at admission, in a MAC block.
+	held, err := kubectl("get", "macblocks")
 	if err != nil {
 		return err
 	}

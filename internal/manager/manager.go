@@ -26,7 +26,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -98,10 +97,6 @@ type Options struct {
 	// reporting not ready, so the Service stops sending it requests before
 	// it stops listening.
 	ShutdownDelay time.Duration
-
-	// MultipleInProcess lets several managers run in one process (tests that
-	// run two replicas side by side); controller names are then not unique.
-	MultipleInProcess bool
 }
 
 // Defaults are the production defaults.
@@ -235,7 +230,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		LeaseDuration:                 &o.LeaseDuration,
 		RenewDeadline:                 &o.RenewDeadline,
 		RetryPeriod:                   &o.RetryPeriod,
-		Controller:                    ctrlconfig.Controller{SkipNameValidation: &o.MultipleInProcess},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)

@@ -10,19 +10,23 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // Process is kubemacpool (or any binary with a readiness URL) running as
 // its own process, as in a cluster: its CPU and memory are its own. The
-// local runner and the load program use it.
+// integration tests, the local runner and the load program all start
+// kubemacpool this way. Start may be called again once it has exited (a
+// restart, as the kubelet does); the log is appended to.
 type Process struct {
 	Binary   string
 	Args     []string
 	LogPath  string
 	ReadyURL string
 
+	mu      sync.Mutex
 	cmd     *exec.Cmd
 	started time.Time
 	exited  chan error
@@ -35,17 +39,19 @@ func (k *Process) Start() error {
 	if err != nil {
 		return err
 	}
-	k.cmd = exec.Command(k.Binary, k.Args...)
-	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
+	cmd := exec.Command(k.Binary, k.Args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.started = time.Now()
-	if err := k.cmd.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("starting %s: %w", k.Binary, err)
 	}
 	exited := make(chan error, 1)
-	k.exited = exited
+	k.cmd, k.exited = cmd, exited
 	go func() {
-		exited <- k.cmd.Wait()
+		exited <- cmd.Wait()
 		close(exited)
 		logFile.Close()
 	}()
@@ -59,12 +65,12 @@ func (k *Process) WaitReady(ctx context.Context, timeout time.Duration) (time.Du
 	deadline := time.After(timeout)
 	for {
 		if k.ready(ctx, httpClient) {
-			return time.Since(k.started), nil
+			return time.Since(k.Started()), nil
 		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case err := <-k.exited:
+		case err := <-k.Exited():
 			return 0, fmt.Errorf("%s exited before it was ready (%v); see %s", k.Binary, err, k.LogPath)
 		case <-deadline:
 			return 0, fmt.Errorf("%s not ready after %s; see %s", k.Binary, timeout, k.LogPath)
@@ -86,11 +92,40 @@ func (k *Process) ready(ctx context.Context, httpClient *http.Client) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// Ready reports whether the readiness URL answers 200 now.
+func (k *Process) Ready() bool {
+	return k.ready(context.Background(), &http.Client{Timeout: time.Second})
+}
+
+// Exited is closed once the process that was last started has exited.
+func (k *Process) Exited() <-chan error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.exited
+}
+
+// Signal sends sig to the process, if it runs.
+func (k *Process) Signal(sig syscall.Signal) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cmd != nil && k.cmd.Process != nil {
+		_ = k.cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits until the process that was last started has exited.
+func (k *Process) Wait() {
+	if exited := k.Exited(); exited != nil {
+		for range exited {
+		}
+	}
+}
+
 // Alive reports an error once the process has exited, so a long wait on
 // its work fails at once instead of at its deadline.
 func (k *Process) Alive() error {
 	select {
-	case err := <-k.exited:
+	case err := <-k.Exited():
 		return fmt.Errorf("%s exited (%v); see %s", k.Binary, err, k.LogPath)
 	default:
 		return nil
@@ -100,7 +135,10 @@ func (k *Process) Alive() error {
 // ResidentMemory is VmRSS of the process, in bytes: what it really holds,
 // unlike the Go heap figures, which leave out stacks, binary and runtime.
 func (k *Process) ResidentMemory() (uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", k.cmd.Process.Pid))
+	k.mu.Lock()
+	pid := k.cmd.Process.Pid
+	k.mu.Unlock()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -123,18 +161,21 @@ func (k *Process) ResidentMemory() (uint64, error) {
 // Stop sends SIGTERM (kubemacpool drains, with --shutdown-delay 0s at once)
 // and kills it if it has not exited after 30 s. Safe to call twice.
 func (k *Process) Stop() {
-	if k.cmd == nil || k.cmd.Process == nil {
+	if k.Exited() == nil {
 		return
 	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	k.Signal(syscall.SIGTERM)
 	select {
-	case <-k.exited:
+	case <-k.Exited():
 	case <-time.After(30 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.exited
+		k.Signal(syscall.SIGKILL)
 	}
-	k.cmd = nil
+	k.Wait()
 }
 
 // Started is when the process was last started.
-func (k *Process) Started() time.Time { return k.started }
+func (k *Process) Started() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.started
+}

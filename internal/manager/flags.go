@@ -1,0 +1,63 @@
+package manager
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kubemacpool/kubemacpool/internal/scope"
+)
+
+// BindFlags registers a flag for every option on fs, each defaulting to
+// o's value. Call the returned func after fs.Parse: it checks and applies
+// what is not a plain value (namespace modes, the host list).
+func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
+	podMode, vmMode := string(o.PodNamespaces), string(o.VMNamespaces)
+	certHosts := strings.Join(o.CertHosts, ",")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace kubemacpool runs in: holds the range ConfigMap and the leader Lease, and is never mutated (default: $POD_NAMESPACE or kubemacpool-system)")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on (empty: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
+	fs.StringVar(&o.CertDir, "cert-dir", o.CertDir, "directory holding the webhook serving certificate (tls.crt, tls.key)")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the metrics endpoint; 0 disables it")
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "serve metrics over HTTPS to token-authenticated, RBAC-authorised scrapers; false serves plain HTTP")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables them")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "run the repair and collision reports only on the replica holding the Lease (every replica serves the webhook)")
+	fs.StringVar(&o.LeaderElectionID, "leader-elect-id", o.LeaderElectionID, "name of the leader-election Lease")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long a lost leader's Lease blocks the other replicas (the repair only; the webhook never waits)")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "how long the leader retries renewing its Lease before giving up leadership")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "how often replicas try to take or renew the Lease")
+	fs.DurationVar(&o.ReservationGrace, "reservation-grace", o.ReservationGrace, "how long a MAC stays reserved for an object that is never seen carrying it before the entry is removed")
+	fs.DurationVar(&o.RepairInterval, "repair-interval", o.RepairInterval, "how often every MAC block and every carried MAC is judged again")
+	fs.StringVar(&podMode, "pod-namespaces", podMode, "which namespaces get pod MACs: opt-out (all but those labelled "+scope.PodsLabel+"=ignore) or opt-in (only those labelled "+scope.PodsLabel+"=allocate)")
+	fs.StringVar(&vmMode, "vm-namespaces", vmMode, "which namespaces get VirtualMachine MACs: opt-out (all but those labelled "+scope.VirtualMachinesLabel+"=ignore) or opt-in (only those labelled "+scope.VirtualMachinesLabel+"=allocate)")
+	fs.DurationVar(&o.KubeVirtPoll, "kubevirt-poll-interval", o.KubeVirtPoll, "how often to look for the KubeVirt CRDs while they are not installed")
+	fs.StringVar(&o.CertMode, "cert-mode", o.CertMode, "self: keep a CA and serving certificate in --cert-secret and publish the CA in --webhook-configuration; files: serve tls.crt/tls.key from --cert-dir (e.g. from cert-manager)")
+	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret (in --namespace) holding the webhook CA and serving certificate, with --cert-mode=self")
+	fs.StringVar(&o.WebhookConfig, "webhook-configuration", o.WebhookConfig, "MutatingWebhookConfiguration whose caBundle kubemacpool keeps, with --cert-mode=self")
+	fs.StringVar(&certHosts, "cert-hosts", certHosts, "comma-separated DNS names or IPs the serving certificate is valid for, with --cert-mode=self")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "after SIGTERM, keep serving while not ready for this long, so the Service stops routing here first")
+	return func() error {
+		var err error
+		if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {
+			return fmt.Errorf("--pod-namespaces: %w", err)
+		}
+		if o.VMNamespaces, err = scope.ParseMode(vmMode); err != nil {
+			return fmt.Errorf("--vm-namespaces: %w", err)
+		}
+		o.CertHosts = strings.Split(certHosts, ",")
+		return nil
+	}
+}
+
+// Args is the command line that gives o, in the flags of BindFlags: the
+// way tests and the local runner start kubemacpool as a process with the
+// same options they would build in memory.
+func (o Options) Args() []string {
+	fs := flag.NewFlagSet("kubemacpool", flag.ContinueOnError)
+	o.BindFlags(fs)
+	var args []string
+	fs.VisitAll(func(f *flag.Flag) { args = append(args, "--"+f.Name+"="+f.DefValue) })
+	sort.Strings(args)
+	return args
+}

@@ -1,0 +1,47 @@
+package manager
+
+import (
+	"flag"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kubemacpool/kubemacpool/internal/scope"
+)
+
+// Args and BindFlags are inverses: a process started with o.Args() runs
+// with o, which is how the tests start kubemacpool as a process.
+func TestArgsRoundTrip(t *testing.T) {
+	o := Defaults()
+	o.Namespace, o.WebhookHost, o.WebhookPort = "ns", "127.0.0.1", 12345
+	o.ReservationGrace, o.RepairInterval = 4*time.Second, time.Minute
+	o.PodNamespaces, o.VMNamespaces = scope.OptIn, scope.OptOut
+	o.MetricsSecure, o.LeaderElection = false, false
+	o.CertMode, o.CertHosts = CertModeFiles, []string{"a.example", "10.0.0.1"}
+
+	got := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	complete := got.BindFlags(fs)
+	if err := fs.Parse(o.Args()); err != nil {
+		t.Fatal(err)
+	}
+	if err := complete(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, o) {
+		t.Fatalf("parsed %+v\nwant   %+v", got, o)
+	}
+}
+
+// A mode that is neither opt-in nor opt-out is refused, naming the flag.
+func TestBindFlagsRefusesBadMode(t *testing.T) {
+	o := Defaults()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	complete := o.BindFlags(fs)
+	if err := fs.Parse([]string{"--pod-namespaces=sometimes"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := complete(); err == nil || err.Error()[:16] != "--pod-namespaces" {
+		t.Fatalf("error = %v", err)
+	}
+}
