@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,17 +47,16 @@ func kubemacpoolBinary(t testing.TB) string {
 	return builtBinary
 }
 
-// replica is kubemacpool running as its own process, as in a Deployment.
+// replica is kubemacpool running as its own process, as in a Deployment,
+// with a supervisor that restarts it as the kubelet would.
 type replica struct {
 	t         testing.TB
-	args      []string
+	proc      *testenv.Process
 	webhook   string
 	probeAddr string
 	logPath   string
 
 	mu         sync.Mutex
-	cmd        *exec.Cmd
-	exited     chan struct{}
 	quit       chan struct{}
 	supervised chan struct{}
 	launches   int // process starts, the first included
@@ -67,54 +64,25 @@ type replica struct {
 
 func newReplica(t testing.TB, kubeconfig string) *replica { return newReplicaOn(t, env, kubeconfig) }
 
-// newReplicaOn is newReplica against a given control plane.
+// newReplicaOn is newReplica against a given control plane, through
+// kubeconfig (which may lead through a faulty proxy).
 func newReplicaOn(t testing.TB, e *testenv.Env, kubeconfig string) *replica {
+	o := optionsFor(t, e)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	o.WebhookPort = port
+	o.ShutdownDelay = 2 * time.Second
+	o.KubeVirtPoll = time.Second
 	r := &replica{
 		t:         t,
+		proc:      kubemacpoolProcess(t, kubeconfig, o),
 		webhook:   net.JoinHostPort(e.WebhookHost, strconv.Itoa(port)),
-		probeAddr: fmt.Sprintf("127.0.0.1:%d", probe),
+		probeAddr: o.ProbeAddr,
 	}
-	r.args = []string{
-		"--kubeconfig", kubeconfig,
-		"--namespace", managerNamespace,
-		"--webhook-host", e.WebhookHost, "--webhook-port", strconv.Itoa(port),
-		"--cert-mode", "files", "--cert-dir", e.CertDir,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", r.probeAddr,
-		"--reservation-grace", testGrace.String(),
-		"--shutdown-delay", "2s",
-		"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "500ms",
-		"--kubevirt-poll-interval", "1s",
-	}
-	t.Cleanup(func() {
-		r.stopSupervising()
-		r.signal(syscall.SIGKILL)
-		r.wait()
-		if t.Failed() && r.logPath != "" {
-			// The replica's own account is what explains a failure.
-			if data, err := os.ReadFile(r.logPath); err == nil {
-				var lines []string
-				for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-					// controller-runtime logs every failed probe without
-					// its reason; kubemacpool's own "not ready" line says why.
-					if !strings.Contains(line, "healthz check failed") {
-						lines = append(lines, line)
-					}
-				}
-				if len(lines) > 40 {
-					lines = lines[len(lines)-40:]
-				}
-				t.Logf("last lines of %s:\n%s", r.logPath, strings.Join(lines, "\n"))
-			}
-		}
-	})
+	r.logPath = r.proc.LogPath
+	t.Cleanup(r.stopSupervising) // before the process is killed (cleanups run last first)
 	return r
 }
 
@@ -126,13 +94,10 @@ func (r *replica) supervise() {
 	go func() {
 		defer close(r.supervised)
 		for {
-			r.mu.Lock()
-			exited := r.exited
-			r.mu.Unlock()
 			select {
 			case <-r.quit:
 				return
-			case <-exited:
+			case <-r.proc.Exited():
 			}
 			select {
 			case <-r.quit:
@@ -161,53 +126,20 @@ func (r *replica) start() {
 
 // launch starts the process, appending to its log.
 func (r *replica) launch() {
-	if r.logPath == "" {
-		r.logPath = filepath.Join(r.t.TempDir(), "kubemacpool.log")
-	}
-	logFile, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if err := r.proc.Start(); err != nil {
 		r.t.Error(err)
 		return
 	}
-	cmd := exec.Command(kubemacpoolBinary(r.t), r.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		r.t.Error(err)
-		return
-	}
-	exited := make(chan struct{})
 	r.mu.Lock()
-	r.cmd, r.exited = cmd, exited
 	r.launches++
 	r.mu.Unlock()
-	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
 }
 
-func (r *replica) ready() bool {
-	resp, err := http.Get("http://" + r.probeAddr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
+func (r *replica) ready() bool { return r.proc.Ready() }
 
-func (r *replica) signal(sig syscall.Signal) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Signal(sig)
-	}
-}
+func (r *replica) signal(sig syscall.Signal) { r.proc.Signal(sig) }
 
-func (r *replica) wait() {
-	r.mu.Lock()
-	exited := r.exited
-	r.mu.Unlock()
-	if exited != nil {
-		<-exited
-	}
-}
+func (r *replica) wait() { r.proc.Wait() }
 
 // load creates pods from a few goroutines until stopped, counting
 // failures; with churn it also deletes every other pod it made, so

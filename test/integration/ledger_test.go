@@ -7,12 +7,9 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -24,14 +21,12 @@ func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	own := ownControlPlane(t, testenv.Options{}, managerNamespace, "batch")
-	startManagerOn(t, own, optionsFor(t, own))
+	addr, _ := withMetricsOn(t, own)
 
-	stored := func() float64 { return testutil.ToFloat64(metrics.LedgerWrites.WithLabelValues(metrics.WriteStored)) }
-	changes := func() float64 { // the sum of the batch sizes: changes stored
-		var m dto.Metric
-		g.Expect(metrics.LedgerBatch.Write(&m)).To(Succeed())
-		return m.GetHistogram().GetSampleSum()
-	}
+	// Stored block writes, and the changes they carried (the sum of the
+	// batch sizes), from the replica's metrics endpoint.
+	stored := func() float64 { return scrape(g, addr)[`kmp_ledger_writes_total{result="stored"}`] }
+	changes := func() float64 { return scrape(g, addr)["kmp_ledger_batch_size_sum"] }
 	writesBefore, changesBefore := stored(), changes()
 	const pods, workers = 320, 16
 	jobs := make(chan int)

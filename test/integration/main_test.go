@@ -6,8 +6,10 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,11 +55,10 @@ func testLogger() logr.Logger {
 // observable, yet far above how long binding takes.
 const testGrace = 4 * time.Second
 
-// running is a kubemacpool manager started in this process.
+// running is a kubemacpool replica started as its own process.
 type running struct {
-	cancel context.CancelFunc
-	done   chan error
-	opts   manager.Options
+	proc *testenv.Process
+	opts manager.Options
 }
 
 // testOptions are production defaults with local addresses and short timers.
@@ -80,7 +81,6 @@ func optionsFor(t testing.TB, e *testenv.Env) manager.Options {
 	o.LeaseDuration = 3 * time.Second
 	o.RenewDeadline = 2 * time.Second
 	o.RetryPeriod = 500 * time.Millisecond
-	o.MultipleInProcess = true
 	o.KubeVirtPoll = 500 * time.Millisecond
 	// The API server trusts envtest's certificate for this webhook; the
 	// certificate tests run kubemacpool's own CA against a separate one.
@@ -100,48 +100,91 @@ func startManager(t testing.TB, o manager.Options) *running {
 func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 	t.Helper()
 	r := launchManagerOn(t, e, o)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + o.ProbeAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		select {
-		case err := <-r.done:
-			t.Fatalf("manager exited before it was ready: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("manager not ready after 60s (last probe error: %v)", err)
-		}
+	if _, err := r.proc.WaitReady(context.Background(), 60*time.Second); err != nil {
+		t.Fatalf("kubemacpool not ready: %v", err)
 	}
+	return r
 }
 
 // launchManagerOn runs kubemacpool with o until the test ends (or Stop),
 // without waiting for it to be ready.
 func launchManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	kmp, err := manager.New(ctx, e.Config, o)
-	if err != nil {
-		cancel()
-		t.Fatalf("creating manager: %v", err)
+	r := &running{proc: kubemacpoolProcess(t, kubeconfigFor(t, e), o), opts: o}
+	if err := r.proc.Start(); err != nil {
+		t.Fatal(err)
 	}
-	r := &running{cancel: cancel, done: make(chan error, 1), opts: o}
-	go func() { r.done <- kmp.Run(ctx) }()
-	t.Cleanup(r.Stop)
 	return r
 }
 
-// Stop stops the manager and waits for it to exit.
-func (r *running) Stop() {
-	if r.cancel == nil {
+// kubemacpoolProcess is kubemacpool with options o, talking to the API
+// server through kubeconfig, as its own process: the one way the tests
+// start it, so they run the binary that ships, with its flags. It is
+// stopped when the test ends, and its log's last lines are printed if the
+// test failed: a replica's own account is what explains a failure.
+func kubemacpoolProcess(t testing.TB, kubeconfig string, o manager.Options) *testenv.Process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "kubemacpool.log")
+	p := &testenv.Process{
+		Binary:   kubemacpoolBinary(t),
+		Args:     append(o.Args(), "--kubeconfig="+kubeconfig),
+		LogPath:  logPath,
+		ReadyURL: "http://" + o.ProbeAddr + "/readyz",
+	}
+	t.Cleanup(func() {
+		// Stopped as a rollout stops it (SIGTERM), so its Lease is released
+		// and the next test's replica leads at once.
+		p.Stop()
+		if t.Failed() || os.Getenv("KMP_LOG") != "" {
+			printLogTail(t, logPath)
+		}
+	})
+	return p
+}
+
+// printLogTail logs the last lines of a replica's log.
+func printLogTail(t testing.TB, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
 		return
 	}
-	r.cancel()
-	<-r.done
-	r.cancel = nil
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		// controller-runtime logs every failed probe without its reason;
+		// kubemacpool's own "not ready" line says why.
+		if !strings.Contains(line, "healthz check failed") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	t.Logf("last lines of %s:\n%s", path, strings.Join(lines, "\n"))
 }
+
+var kubeconfigs sync.Map // *testenv.Env -> path
+
+// kubeconfigFor writes e's admin kubeconfig to a file, once per control plane.
+func kubeconfigFor(t testing.TB, e *testenv.Env) string {
+	t.Helper()
+	if path, ok := kubeconfigs.Load(e); ok {
+		return path.(string)
+	}
+	data, err := e.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp("", "kubeconfig-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigs.Store(e, f.Name())
+	return f.Name()
+}
+
+// Stop stops the replica (SIGTERM, drain) and waits for it to exit.
+func (r *running) Stop() { r.proc.Stop() }

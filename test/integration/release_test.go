@@ -13,7 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/manager"
@@ -81,17 +81,17 @@ func TestReleaseManifestApplies(t *testing.T) {
 	// loaded, index synced, certificate Secret written, caBundle
 	// published) and keeps the record of the range in force.
 	ctx := context.Background()
-	asSA := rest.CopyConfig(e.Config)
-	asSA.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:kubemacpool-system:kubemacpool",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kubemacpool-system", "system:authenticated"},
-	}
+	asSA := impersonating(t, e, "system:serviceaccount:kubemacpool-system:kubemacpool",
+		"system:serviceaccounts", "system:serviceaccounts:kubemacpool-system", "system:authenticated")
 	o := optionsFor(t, e)
 	o.CertMode = manager.CertModeSelf
 	port, err := testenv.FreePort()
 	g.Expect(err).NotTo(HaveOccurred())
 	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
-	startManagerOn(t, &testenv.Env{Config: asSA}, o)
+	replica := kubemacpoolProcess(t, asSA, o)
+	g.Expect(replica.Start()).To(Succeed())
+	_, err = replica.WaitReady(ctx, 60*time.Second)
+	g.Expect(err).NotTo(HaveOccurred())
 	// Ready means the API server can call it: the CA is published already.
 	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
@@ -113,4 +113,22 @@ func TestReleaseManifestApplies(t *testing.T) {
 		g.Expect(e.Client.Get(ctx, recordKey, record)).To(Succeed())
 		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:50:00:00:00:00"))
 	}).WithTimeout(30*time.Second).Should(Succeed(), "the Role must let kubemacpool update its record")
+}
+
+// impersonating writes a kubeconfig for e that acts as user in groups, as
+// the ServiceAccount of the release manifest would.
+func impersonating(t testing.TB, e *testenv.Env, user string, groups ...string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfigFor(t, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate, auth.ImpersonateGroups = user, groups
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig-as-"+strings.ReplaceAll(user, ":", "-"))
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
