@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/multus"
+)
+
+// listBlocks lists the whole ledger. A few hundred blocks of at most 64
+// entries: cheap enough to poll.
+func (b *bench) listBlocks(ctx context.Context) ([]v1alpha1.MACBlock, error) {
+	list := &v1alpha1.MACBlockList{}
+	if err := b.c.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing MACBlocks: %w", err)
+	}
+	return list.Items, nil
+}
+
+// eachEntry calls f with every entry of blocks and the MAC it holds. A
+// block whose name is not a block start is not kubemacpool's and is
+// skipped; a count waiting for its MACs then times out and says so.
+func eachEntry(blocks []v1alpha1.MACBlock, f func(m mac.MAC, e *v1alpha1.MACBlockEntry)) {
+	for i := range blocks {
+		start, ok := ledger.StartOf(&blocks[i])
+		if !ok {
+			continue
+		}
+		for j := range blocks[i].Spec.Entries {
+			e := &blocks[i].Spec.Entries[j]
+			f(start+mac.MAC(e.Offset), e)
+		}
+	}
+}
+
+// fingerprint changes whenever any block is written, created or deleted:
+// the names and resourceVersions of all of them, in the list's order.
+func fingerprint(blocks []v1alpha1.MACBlock) string {
+	var s strings.Builder
+	for i := range blocks {
+		s.WriteString(blocks[i].Name)
+		s.WriteByte('@')
+		s.WriteString(blocks[i].ResourceVersion)
+		s.WriteByte(' ')
+	}
+	return s.String()
+}
+
+// holder is an object carrying a MAC, in the terms of a ledger entry's
+// owner.
+type holder struct{ kind, namespace, name, uid string }
+
+// carried maps every MAC that a pod or VM carries to the object carrying
+// it. Pods are listed as metadata only: their MACs are in the networks
+// annotation, and the whole pods would be a far heavier list.
+func (b *bench) carried(ctx context.Context) (map[mac.MAC]holder, error) {
+	out := map[mac.MAC]holder{}
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := b.c.List(ctx, pods); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	for _, p := range pods.Items {
+		for _, s := range podMACs(p.Namespace, p.Annotations) {
+			if m, err := mac.Parse(s); err == nil {
+				out[m] = holder{"Pod", p.Namespace, p.Name, string(p.UID)}
+			}
+		}
+	}
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := b.c.List(ctx, vms); err != nil {
+		return nil, fmt.Errorf("listing VMs: %w", err)
+	}
+	for _, vm := range vms.Items {
+		if vm.Spec.Template == nil {
+			continue
+		}
+		for _, i := range vm.Spec.Template.Spec.Domain.Devices.Interfaces {
+			if m, err := mac.Parse(i.MacAddress); err == nil {
+				out[m] = holder{"VirtualMachine", vm.Namespace, vm.Name, string(vm.UID)}
+			}
+		}
+	}
+	return out, nil
+}
+
+// podMACs are the MACs written in a pod's networks annotation, one per
+// network ("" where none is). An annotation that does not parse has none
+// as far as the benchmark is concerned.
+func podMACs(namespace string, annotations map[string]string) []string {
+	value, ok := annotations[multus.NetworksAnnotation]
+	if !ok {
+		return nil
+	}
+	elems, err := multus.Parse(value, namespace)
+	if err != nil {
+		return nil
+	}
+	macs := make([]string, len(elems))
+	for i := range elems {
+		macs[i] = elems[i].MAC()
+	}
+	return macs
+}
+
+// balance compares the ledger with the MACs carried: entries whose MAC is
+// not carried by an object matching their owner (a reservation whose
+// object is not stored, or not yet), and carried MACs without such an
+// entry.
+func balance(blocks []v1alpha1.MACBlock, carried map[mac.MAC]holder) (unbound, missing int) {
+	matched := 0
+	eachEntry(blocks, func(m mac.MAC, e *v1alpha1.MACBlockEntry) {
+		h, ok := carried[m]
+		if ok && ledger.OwnerMatches(e.Owner, h.kind, h.namespace, h.name, h.uid) {
+			matched++
+			return
+		}
+		unbound++
+	})
+	return unbound, len(carried) - matched
+}
