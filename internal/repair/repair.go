@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -62,6 +63,12 @@ type Reconciler struct {
 	// Workers is how many blocks are judged at once.
 	Workers int
 
+	// events bounds the adoption and expiry events: adopting the 20,000
+	// MACs an upgrade leaves behind must not queue 20,000 events, whose
+	// client-side throttling holds the repair back (the recorder blocks
+	// when its queue is full). The log and the counters have every one.
+	events flowcontrol.RateLimiter
+
 	mu        sync.Mutex
 	queue     workqueue.TypedRateLimitingInterface[reconcile.Request]
 	seenBound map[mac.MAC]metav1.MicroTime      // entries seen bound, by their reservation time
@@ -92,6 +99,7 @@ func blockRequest(m mac.MAC) reconcile.Request {
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.seenBound = map[mac.MAC]metav1.MicroTime{}
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
+	r.events = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
 		Named("repair").
 		For(&v1alpha1.MACBlock{}).
@@ -169,6 +177,13 @@ func (r *Reconciler) queueAll(ctx context.Context, q workqueue.TypedRateLimiting
 		q.Add(blockRequest(m))
 	}
 }
+
+// The budget of adoption and expiry events: a burst as large as a normal
+// pass produces, then a trickle.
+const (
+	eventsPerSecond = 5
+	eventBurst      = 100
+)
 
 // judged is a decision on one MAC, with the entry it was made on.
 type judged struct {
@@ -289,8 +304,10 @@ func (r *Reconciler) report(log interface {
 		metrics.Adoptions.Inc()
 		c := d.Carrier
 		log.Info("MAC carried without an entry of its own; adopted", "case", d.Case, "mac", j.mac.String(), "carrier", c.Object.String(), "for", c.For.String())
-		r.Recorder.Eventf(reference(c.Object), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
-			"MAC %s was carried without a reservation; kubemacpool now holds it for %s", j.mac, c.For)
+		if r.events.TryAccept() {
+			r.Recorder.Eventf(reference(c.Object), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
+				"MAC %s was carried without a reservation; kubemacpool now holds it for %s", j.mac, c.For)
+		}
 	case Release:
 		metrics.Releases.Inc()
 		log.Info("owner gone or no longer carries the MAC; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
@@ -298,10 +315,12 @@ func (r *Reconciler) report(log interface {
 		metrics.ExpiredReservations.Inc()
 		log.Info("reservation not used within the grace period; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
 		o := j.entry.Owner
-		r.Recorder.Eventf(reference(carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}), nil,
-			corev1.EventTypeWarning, "ReservationExpired", "Release",
-			"MAC %s was reserved for %s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
-			j.mac, ownerString(o), r.Grace)
+		if r.events.TryAccept() {
+			r.Recorder.Eventf(reference(carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}), nil,
+				corev1.EventTypeWarning, "ReservationExpired", "Release",
+				"MAC %s was reserved for %s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
+				j.mac, ownerString(o), r.Grace)
+		}
 	}
 	if d.Action == Release || d.Action == Expire {
 		r.forget(j.mac)
