@@ -32,11 +32,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -48,6 +49,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -60,6 +62,7 @@ type options struct {
 	warmup     int    // creates per namespace before measuring
 	pods, vms  int    // objects carrying a MAC at start-up
 	log        string // kubemacpool's log file; "" for one in the run's temp dir
+	heap       string // where to write a heap profile after repair; "" for none
 }
 
 func main() {
@@ -70,6 +73,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 50, "unmeasured creates per namespace before measuring")
 	flag.IntVar(&o.pods, "pods", 10000, "pods carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
+	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
 	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
@@ -104,6 +108,7 @@ type bench struct {
 	// reference for the direct MACBlock update.
 	plainCreate summary
 	table       table
+	pprofAddr   string // kubemacpool's /debug/pprof, with -heap
 }
 
 func run(ctx context.Context, o options) (t *table, err error) {
@@ -140,7 +145,15 @@ func run(ctx context.Context, o options) (t *table, err error) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		return nil, err
 	}
-	kmp, err := newKubemacpool(env, binary, workDir, logPath)
+	pprofAddr := ""
+	if o.heap != "" {
+		port, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	kmp, err := newKubemacpool(env, binary, workDir, logPath, pprofAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +163,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{ctx: ctx, c: env.Client, api: dc.RESTClient(), o: o, kmp: kmp}
+	b := &bench{ctx: ctx, c: env.Client, api: dc.RESTClient(), o: o, kmp: kmp, pprofAddr: pprofAddr}
 	b.table.title = fmt.Sprintf("kubemacpool benchmarks (GOMAXPROCS=%d, %s)", runtime.GOMAXPROCS(0), cpuModel())
 	if err := b.start(); err != nil {
 		return nil, err
@@ -175,7 +188,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 // newKubemacpool prepares kubemacpool as hack/local runs it: serving the
 // webhook at the address and with the certificate the API server was
 // configured with, talking to the API server as an administrator.
-func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*testenv.Process, error) {
+func newKubemacpool(env *testenv.Env, binary, workDir, logPath, pprofAddr string) (*testenv.Process, error) {
 	kubeconfig := filepath.Join(workDir, "kubeconfig")
 	data, err := env.Kubeconfig()
 	if err != nil {
@@ -188,23 +201,19 @@ func newKubemacpool(env *testenv.Env, binary, workDir, logPath string) (*testenv
 	if err != nil {
 		return nil, err
 	}
-	probeAddr := fmt.Sprintf("127.0.0.1:%d", probePort)
+	o := manager.Defaults()
+	o.Namespace = managerNamespace
+	o.WebhookHost, o.WebhookPort, o.CertDir = env.WebhookHost, env.WebhookPort, env.CertDir
+	o.CertMode = manager.CertModeFiles // envtest's certificate, which the API server trusts
+	o.ShutdownDelay = 0
+	o.MetricsAddr = "0"
+	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", probePort)
+	o.PprofAddr = pprofAddr
 	return &testenv.Process{
 		Binary:   binary,
 		LogPath:  logPath,
-		ReadyURL: "http://" + probeAddr + "/readyz",
-		Args: []string{
-			"--kubeconfig", kubeconfig,
-			"--namespace", managerNamespace,
-			"--webhook-host", env.WebhookHost,
-			"--webhook-port", strconv.Itoa(env.WebhookPort),
-			"--cert-dir", env.CertDir,
-			"--cert-mode", "files",
-			"--reservation-grace", "3m",
-			"--shutdown-delay", "0s",
-			"--metrics-bind-address", "0",
-			"--health-probe-bind-address", probeAddr,
-		},
+		ReadyURL: "http://" + o.ProbeAddr + "/readyz",
+		Args:     append(o.Args(), "--kubeconfig="+kubeconfig),
 	}, nil
 }
 
@@ -402,7 +411,26 @@ func (b *bench) memory(label, target string) error {
 		return err
 	}
 	b.table.add(label, fmt.Sprintf("%d MiB", rss>>20), target)
+	if b.o.heap != "" && target != "" {
+		return b.heapProfile()
+	}
 	return nil
+}
+
+// heapProfile saves kubemacpool's heap profile to the -heap file.
+func (b *bench) heapProfile() error {
+	resp, err := http.Get("http://" + b.pprofAddr + "/debug/pprof/heap")
+	if err != nil {
+		return fmt.Errorf("reading kubemacpool's heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(b.o.heap)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // table is the result: a title and measure/value/target rows.

@@ -22,6 +22,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of the metrics endpoint; 0 disables it")
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure, "serve metrics over HTTPS to token-authenticated, RBAC-authorised scrapers; false serves plain HTTP")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables them")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "address serving Go's /debug/pprof profiles (CPU, heap) for debugging a replica; empty or 0 disables")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "run the repair and collision reports only on the replica holding the Lease (every replica serves the webhook)")
 	fs.StringVar(&o.LeaderElectionID, "leader-elect-id", o.LeaderElectionID, "name of the leader-election Lease")
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long a lost leader's Lease blocks the other replicas (the repair only; the webhook never waits)")

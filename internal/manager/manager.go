@@ -60,6 +60,9 @@ type Options struct {
 	// a token and authorised by RBAC (get on /metrics).
 	MetricsSecure bool
 	ProbeAddr     string // "0" disables
+	// PprofAddr serves Go's /debug/pprof profiles there; empty or "0"
+	// disables (the default: profiles are for whoever debugs a replica).
+	PprofAddr string
 
 	LeaderElection   bool
 	LeaderElectionID string
@@ -223,6 +226,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		}),
 		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.ProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.Namespace,
