@@ -67,8 +67,40 @@ func Put(b *v1alpha1.MACBlock, e v1alpha1.MACBlockEntry) {
 		return
 	}
 	b.Spec.Entries = append(b.Spec.Entries, e)
-	sort.Slice(b.Spec.Entries, func(i, j int) bool { return b.Spec.Entries[i].Offset < b.Spec.Entries[j].Offset })
+	sort.SliceStable(b.Spec.Entries, func(i, j int) bool { return b.Spec.Entries[i].Offset < b.Spec.Entries[j].Offset })
 	b.Spec.Held = int32(len(b.Spec.Entries))
+}
+
+// normalised returns b with at most one entry per offset, each within the
+// block (the first wins, as Find sees it). kubemacpool never writes
+// anything else, but a block edited by hand may hold it, and a write that
+// carried it on would be refused by the API server (too many entries) or
+// mark MACs of a neighbouring block. b itself is returned when it is
+// already normal, which it nearly always is.
+func normalised(b *v1alpha1.MACBlock) *v1alpha1.MACBlock {
+	seen := map[int32]bool{}
+	clean := true
+	for _, e := range b.Spec.Entries {
+		if e.Offset < 0 || e.Offset >= BlockSize || seen[e.Offset] {
+			clean = false
+			break
+		}
+		seen[e.Offset] = true
+	}
+	if clean {
+		return b
+	}
+	out := b.DeepCopy()
+	out.Spec.Entries = nil
+	seen = map[int32]bool{}
+	for _, e := range b.Spec.Entries {
+		if e.Offset >= 0 && e.Offset < BlockSize && !seen[e.Offset] {
+			seen[e.Offset] = true
+			out.Spec.Entries = append(out.Spec.Entries, e)
+		}
+	}
+	out.Spec.Held = int32(len(out.Spec.Entries))
+	return out
 }
 
 // Remove deletes the entry at offset; it reports whether there was one.

@@ -103,7 +103,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 	for attempt := 1; ; attempt++ {
 		b := NewBlock(st.start)
 		if base != nil {
-			b = base.DeepCopy()
+			b = normalised(base).DeepCopy()
 		}
 		changed, prune := false, false
 		for _, ch := range batch {
@@ -163,23 +163,26 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 // fresh reads the block from the API server (nil if it does not exist)
 // and records it.
 func (l *Ledger) fresh(ctx context.Context, st *blockState) (*v1alpha1.MACBlock, error) {
+	l.mu.Lock()
+	known := st.latest
+	l.mu.Unlock()
 	b := &v1alpha1.MACBlock{}
 	err := l.Live.Get(ctx, client.ObjectKey{Name: st.start.ObjectName()}, b)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case apierrors.IsNotFound(err):
-		if st.latest != nil {
-			before := st.latest
+		// Gone, unless the watch brought a new one meanwhile.
+		if st.latest != nil && st.latest == known {
 			st.latest = nil
-			l.diffLocked(st.start, before, nil)
+			l.diffLocked(st.start, known, nil)
 		}
-		return nil, nil
+		return st.latest, nil
 	case err != nil:
 		return nil, err
 	}
 	l.observeLocked(b, false)
-	return b, nil
+	return st.latest, nil // the read, or a newer version the watch brought
 }
 
 // deleteEmpty deletes block b if it is still the version just judged empty.

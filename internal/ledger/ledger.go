@@ -117,12 +117,15 @@ func (l *Ledger) observeLocked(b *v1alpha1.MACBlock, deleted bool) {
 	}
 	l.init()
 	st := l.stateLocked(start)
-	if st.latest != nil && olderThan(b.ResourceVersion, st.latest.ResourceVersion) {
-		return
+	switch {
+	case deleted && st.latest != nil && st.latest.UID != b.UID:
+		return // an older incarnation's delete: the block was created again since
+	case !deleted && st.latest != nil && olderThan(b.ResourceVersion, st.latest.ResourceVersion):
+		return // this replica's own write is newer than the watch
 	}
-	if deleted && st.latest != nil && st.latest.ResourceVersion != b.ResourceVersion {
-		return // deleted, but recreated since
-	}
+	// (A delete event carries the revision of the delete, not the object's
+	// last resourceVersion, so deletes are matched by UID.)
+	b = normalised(b)
 	before := st.latest
 	if deleted {
 		st.latest = nil
@@ -138,7 +141,9 @@ func (l *Ledger) diffLocked(start mac.MAC, before, after *v1alpha1.MACBlock) {
 	old := map[int32]*v1alpha1.MACBlockEntry{}
 	if before != nil {
 		for i := range before.Spec.Entries {
-			old[before.Spec.Entries[i].Offset] = &before.Spec.Entries[i]
+			if _, dup := old[before.Spec.Entries[i].Offset]; !dup {
+				old[before.Spec.Entries[i].Offset] = &before.Spec.Entries[i]
+			}
 		}
 	}
 	if after != nil {

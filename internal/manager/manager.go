@@ -265,10 +265,16 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	clk := clock.RealClock{}
 	book := &ledger.Ledger{Cache: mgr.GetCache(), Writer: mgr.GetClient(), Live: mgr.GetAPIReader(), Log: log.WithName("ledger")}
 	macPool := pool.New(book, clk)
-	book.OnChange = macPool.SetReserved
 	repairer := &repair.Reconciler{
 		Ledger: book, Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Recorder: recorder, Clock: clk,
 		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8,
+	}
+	// The repair judges a block from the ledger's index, so it is told of
+	// a change once the index has it: a watch event of the block may reach
+	// the repair before the index, which would then judge the old block.
+	book.OnChange = func(m mac.MAC, held bool) {
+		macPool.SetReserved(m, held)
+		repairer.Notify(m)
 	}
 	// Every MAC an object carries is held, whoever chose it: the pool
 	// skips it and refuses it to anyone else, and the repair adopts it or

@@ -347,6 +347,12 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 			}
 		}
 		err := p.write(ctx, r, res, wants)
+		if err != nil && ctx.Err() != nil {
+			// The request gave up while a write may still be in flight,
+			// deciding the outcomes: leave what it wrote to the repair,
+			// which removes unused entries after the grace period.
+			return res, err
+		}
 		for _, w := range wants {
 			if w.written {
 				res.Written = append(res.Written, w.mac)
@@ -428,9 +434,12 @@ func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want)
 // all of them or, if a requested MAC is another's, none.
 func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 	return func(b *v1alpha1.MACBlock) (bool, error) {
-		var add []v1alpha1.MACBlockEntry
 		for _, w := range ws {
 			w.written, w.lost = false, false
+		}
+		var add []v1alpha1.MACBlockEntry
+		var written []*want
+		for _, w := range ws {
 			off := ledger.Offset(w.mac)
 			s := r.Slots[w.slot]
 			entry := v1alpha1.MACBlockEntry{
@@ -440,7 +449,7 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 			held := ledger.Find(b, off)
 			switch {
 			case held == nil:
-				w.written = true
+				written = append(written, w)
 			case !w.explicit:
 				w.lost = true
 				continue
@@ -460,6 +469,9 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 		for _, e := range add {
 			ledger.Put(b, e)
 		}
+		for _, w := range written {
+			w.written = true // only now: a refused want leaves the block, and the flags, as they were
+		}
 		return len(add) > 0, nil
 	}
 }
@@ -471,12 +483,19 @@ func firstNonEmpty[T ~string](a, b T) T {
 	return b
 }
 
+// releaseTimeout bounds giving back a refused request's entries.
+const releaseTimeout = 5 * time.Second
+
 // Release removes the entries res wrote, for a request refused after they
 // were written (a later network was refused, the patch failed). Nothing can
 // have bound them: the object has not been stored. A failure is logged by
 // the caller's ledger and left to the repair, which removes unused entries
 // after the grace period.
 func (p *Pool) Release(ctx context.Context, owner v1alpha1.Owner, res *Result) error {
+	// The request may be ending because its context did: give back what
+	// it wrote all the same, within a bound of its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
 	byBlock := map[mac.MAC][]mac.MAC{}
 	for _, m := range res.Written {
 		byBlock[ledger.BlockStart(m)] = append(byBlock[ledger.BlockStart(m)], m)

@@ -63,11 +63,13 @@ type Reconciler struct {
 	// Workers is how many blocks are judged at once.
 	Workers int
 
-	// events bounds the adoption and expiry events: adopting the 20,000
-	// MACs an upgrade leaves behind must not queue 20,000 events, whose
-	// client-side throttling holds the repair back (the recorder blocks
-	// when its queue is full). The log and the counters have every one.
-	events flowcontrol.RateLimiter
+	// adoptedEvents and expiredEvents bound the adoption and expiry
+	// events, each on its own so that a flood of one never silences the
+	// other: adopting the 20,000 MACs an upgrade leaves behind must not
+	// queue 20,000 events, whose client-side throttling holds the repair
+	// back (the recorder blocks when its queue is full). The log and the
+	// counters have every one.
+	adoptedEvents, expiredEvents flowcontrol.RateLimiter
 
 	mu        sync.Mutex
 	queue     workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -76,8 +78,9 @@ type Reconciler struct {
 }
 
 // Notify asks for the block of m to be judged: the carrier index calls it
-// when a MAC becomes carried or stops being carried. It never blocks, and
-// does nothing on a replica that is not the leader.
+// when the carriers of m change, the ledger when its entry does, each once
+// its index has the change. It never blocks, and does nothing on a replica
+// that is not the leader.
 func (r *Reconciler) Notify(m mac.MAC) {
 	r.mu.Lock()
 	q := r.queue
@@ -99,7 +102,8 @@ func blockRequest(m mac.MAC) reconcile.Request {
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.seenBound = map[mac.MAC]metav1.MicroTime{}
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
-	r.events = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
+	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
+	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
 		Named("repair").
 		For(&v1alpha1.MACBlock{}).
@@ -178,8 +182,8 @@ func (r *Reconciler) queueAll(ctx context.Context, q workqueue.TypedRateLimiting
 	}
 }
 
-// The budget of adoption and expiry events: a burst as large as a normal
-// pass produces, then a trickle.
+// The budget of adoption events, and of expiry events: a burst as large as
+// a normal pass produces, then a trickle.
 const (
 	eventsPerSecond = 5
 	eventBurst      = 100
@@ -220,7 +224,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			continue
 		}
 		if f.Entry != nil {
-			f.OwnerKindWatched = f.Entry.Owner.Kind == carriers.Pod || r.Indexed.KubeVirtIndexed()
+			f.OwnerKindWatched = !isKubeVirtKind(f.Entry.Owner.Kind) || r.Indexed.KubeVirtIndexed()
 			f.SeenBound = r.wasBound(m, f.Entry)
 		}
 		d := Decide(f, now, r.Grace)
@@ -304,7 +308,7 @@ func (r *Reconciler) report(log interface {
 		metrics.Adoptions.Inc()
 		c := d.Carrier
 		log.Info("MAC carried without an entry of its own; adopted", "case", d.Case, "mac", j.mac.String(), "carrier", c.Object.String(), "for", c.For.String())
-		if r.events.TryAccept() {
+		if r.adoptedEvents.TryAccept() {
 			r.Recorder.Eventf(reference(c.Object), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
 				"MAC %s was carried without a reservation; kubemacpool now holds it for %s", j.mac, c.For)
 		}
@@ -315,7 +319,7 @@ func (r *Reconciler) report(log interface {
 		metrics.ExpiredReservations.Inc()
 		log.Info("reservation not used within the grace period; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
 		o := j.entry.Owner
-		if r.events.TryAccept() {
+		if r.expiredEvents.TryAccept() {
 			r.Recorder.Eventf(reference(carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}), nil,
 				corev1.EventTypeWarning, "ReservationExpired", "Release",
 				"MAC %s was reserved for %s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
@@ -355,32 +359,42 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 	}
 }
 
-// lookUpOwner reads the owner an entry names, from the cache and, if the
-// cache does not have it, live: a lagging cache must never free a MAC in
-// use.
+// lookUpOwner reads the owner an entry names: from the cache, and live
+// unless the cache already shows it carrying the MAC. A lagging cache must
+// never free a MAC in use, whether it lacks the owner or has an old
+// version of it.
 func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, o v1alpha1.Owner) (OwnerState, error) {
+	state := OwnerGone
 	for _, reader := range []client.Reader{r.Cache, r.Live} {
 		obj := newObject(o.Kind)
 		if obj == nil {
-			return OwnerGone, nil
+			return OwnerGone, nil // not a kind that carries MACs
 		}
 		err := reader.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj)
 		switch {
 		case apierrors.IsNotFound(err):
+			state = OwnerGone
 			continue
 		case err != nil:
 			return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
 		case o.UID != "" && obj.GetUID() != o.UID:
-			continue // another object of the same name
+			state = OwnerGone // another object of the same name
+			continue
 		}
 		for _, c := range carriers.Of(obj) {
 			if c.MAC == m {
 				return OwnerCarries, nil
 			}
 		}
-		return OwnerExists, nil
+		state = OwnerExists
 	}
-	return OwnerGone, nil
+	return state, nil
+}
+
+// isKubeVirtKind reports whether kind is one of KubeVirt's: those are
+// indexed only once KubeVirt is found.
+func isKubeVirtKind(kind string) bool {
+	return kind == carriers.VirtualMachine || kind == carriers.VirtualMachineInstance
 }
 
 func newObject(kind string) client.Object {

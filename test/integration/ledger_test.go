@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -28,26 +27,14 @@ func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 	stored := func() float64 { return scrape(g, addr)[`kmp_ledger_writes_total{result="stored"}`] }
 	changes := func() float64 { return scrape(g, addr)["kmp_ledger_batch_size_sum"] }
 	writesBefore, changesBefore := stored(), changes()
-	const pods, workers = 320, 16
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				p := pod("batch", fmt.Sprintf("p-%03d", i), `[{"name":"a"},{"name":"b"}]`)
-				if err := own.Client.Create(ctx, p); err != nil {
-					t.Errorf("pod %d: %v", i, err)
-				}
-			}
-		}()
-	}
+	const pods = 320
+	var names []string
 	for i := 0; i < pods; i++ {
-		jobs <- i
+		names = append(names, fmt.Sprintf("p-%03d", i))
 	}
-	close(jobs)
-	wg.Wait()
+	parallel(t, names, func(name string) error { // 16 clients
+		return own.Client.Create(ctx, pod("batch", name, `[{"name":"a"},{"name":"b"}]`))
+	})
 	writes, shared := stored()-writesBefore, changes()-changesBefore
 	t.Logf("%d pods (%d MACs): %.0f block writes carrying %.0f changes", pods, 2*pods, writes, shared)
 	g.Expect(writes).To(BeNumerically("<", pods), "one write per admission at most, fewer when admissions wait for the same block")

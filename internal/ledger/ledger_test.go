@@ -1,0 +1,63 @@
+package ledger
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/mac"
+)
+
+func block(uid, rv string, offsets ...int32) *v1alpha1.MACBlock {
+	b := NewBlock(0x020000000100)
+	b.UID, b.ResourceVersion = types.UID("uid-"+uid), rv
+	for _, off := range offsets {
+		b.Spec.Entries = append(b.Spec.Entries, v1alpha1.MACBlockEntry{Offset: off,
+			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}})
+	}
+	return b
+}
+
+// The index follows the watch and this replica's writes, newest first; a
+// delete event (which carries the revision of the delete, not the block's)
+// removes the block it names, and never a block created again since.
+func TestIndexFollowsBlocks(t *testing.T) {
+	held := map[mac.MAC]bool{}
+	l := &Ledger{OnChange: func(m mac.MAC, on bool) { held[m] = on }}
+	const first = mac.MAC(0x020000000100)
+
+	l.seen(block("a", "10", 1, 2), false)
+	l.seen(block("a", "9", 1), false) // older than what is known: ignored
+	if l.Len() != 2 || !held[first+1] || !held[first+2] {
+		t.Fatalf("after rv 10: %d entries, %v", l.Len(), held)
+	}
+	l.seen(block("a", "25", 1, 2), true) // deleted; the event's rv is the delete's
+	if l.Len() != 0 || held[first+1] || l.Block(BlockName(first)) != nil {
+		t.Fatalf("after the delete: %d entries, %v", l.Len(), held)
+	}
+	l.seen(block("b", "30", 3), false)
+	l.seen(block("a", "31", 1, 2), true) // the old incarnation's delete, late
+	if l.Len() != 1 || !held[first+3] {
+		t.Fatalf("a late delete of the old block removed the new one: %d entries, %v", l.Len(), held)
+	}
+	if got := l.OwnedBy("Pod", "ns", "p"); len(got) != 1 || got[0].MAC != first+3 {
+		t.Fatalf("OwnedBy = %+v", got)
+	}
+}
+
+// A hand-edited block with two entries at one offset, or one outside the
+// block, is read as if it had only the first, in-range ones: no count
+// drift, no MAC of a neighbouring block marked.
+func TestIndexNormalisesHandEditedBlocks(t *testing.T) {
+	held := map[mac.MAC]bool{}
+	l := &Ledger{OnChange: func(m mac.MAC, on bool) { held[m] = on }}
+	l.seen(block("a", "1", 5, 5, 64, -1), false)
+	l.seen(block("a", "2", 5, 5, 64, -1), false)
+	if l.Len() != 1 || len(held) != 1 || !held[0x020000000105] {
+		t.Fatalf("%d entries, marks %v", l.Len(), held)
+	}
+	if b := l.Block(BlockName(0x020000000105)); len(b.Spec.Entries) != 1 || b.Spec.Held != 1 {
+		t.Fatalf("stored %+v", b.Spec)
+	}
+}
