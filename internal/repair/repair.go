@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -299,9 +300,7 @@ func apply(b *v1alpha1.MACBlock, j *judged) bool {
 }
 
 // report counts and tells about a change that was stored.
-func (r *Reconciler) report(log interface {
-	Info(string, ...any)
-}, j *judged) {
+func (r *Reconciler) report(log logr.Logger, j *judged) {
 	d := j.decision
 	switch d.Action {
 	case Adopt, Reown:

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,27 +210,6 @@ func expectReleased(t testing.TB, m mac.MAC) {
 	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
-// expectLedgerTrue checks the ledger against what objects carry: every
-// entry bound (no reservation left waiting, none outliving its owner) and
-// every carried MAC in the ledger, for the objects of namespace.
-func expectLedgerTrue(g Gomega, namespace string) {
-	carried := carriedNow(g)
-	held := map[mac.MAC]bool{}
-	for _, e := range allEntries(g) {
-		held[e.MAC] = true
-		if e.Owner.Namespace != namespace {
-			continue
-		}
-		g.Expect(ledger.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v is not bound", e.MAC, e.Owner)
-	}
-	for m, cs := range carried {
-		if cs[0].Object.Namespace != namespace {
-			continue
-		}
-		g.Expect(held[m]).To(BeTrue(), "MAC %s carried by %s has no entry", m, cs[0].Object)
-	}
-}
-
 // setRange writes the range ConfigMap, and removes it when the test ends.
 func setRange(t testing.TB, data map[string]string) {
 	t.Helper()
@@ -265,26 +243,6 @@ func eventsAbout(g Gomega, namespace, name, reason string) []eventsv1.Event {
 		}
 	}
 	return out
-}
-
-// deleteAllPods removes every pod of a namespace at once (no kubelet runs,
-// so a grace period of zero deletes them immediately).
-func deleteAllPods(t testing.TB, namespace string) {
-	t.Helper()
-	err := env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(namespace), client.GracePeriodSeconds(0))
-	if err != nil {
-		t.Fatalf("deleting pods: %v", err)
-	}
-}
-
-// containsAll reports whether s contains every part.
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }
 
 // podsIn lists the pods of a namespace.
