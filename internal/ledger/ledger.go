@@ -88,7 +88,7 @@ func (l *Ledger) Start(ctx context.Context) error {
 		return nil
 	}
 	l.synced.Store(true)
-	l.Log.Info("ledger indexed", "blocks", l.Blocks(), "entries", l.Len())
+	l.Log.Info("ledger indexed", "blocks", len(l.BlockNames()), "entries", l.Len())
 	<-ctx.Done()
 	return nil
 }
@@ -262,19 +262,6 @@ func (l *Ledger) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.entries
-}
-
-// Blocks is the number of blocks known to exist.
-func (l *Ledger) Blocks() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, st := range l.blocks {
-		if st.latest != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // BlockNames lists every block known to exist.

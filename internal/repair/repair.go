@@ -95,11 +95,12 @@ func blockRequest(m mac.MAC) reconcile.Request {
 	return reconcile.Request{NamespacedName: types.NamespacedName{Name: ledger.BlockName(m)}}
 }
 
-// SetupWithManager registers the controller. It watches blocks, and pod
-// deletes (a pod whose annotation was edited keeps its MACs, and no longer
-// carries them, until it is deleted); the carrier index tells it of every
-// other change through Notify; and every Interval, and when it becomes the
-// leader, it judges everything.
+// SetupWithManager registers the controller. The ledger and the carrier
+// index tell it of every change through Notify, once their indexes have it
+// (a watch of the blocks here would only race the ledger's index); it
+// watches pod deletes (a pod whose annotation was edited keeps its MACs,
+// and no longer carries them, until it is deleted); and every Interval,
+// and when it becomes the leader, it judges everything.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.seenBound = map[mac.MAC]metav1.MicroTime{}
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
@@ -107,7 +108,6 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
 		Named("repair").
-		For(&v1alpha1.MACBlock{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.blocksOf), builder.WithPredicates(deletesOnly)).
 		WatchesRawSource(source.Func(r.startPasses)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
