@@ -133,3 +133,43 @@ func (a Allocatable) Contains(m MAC) bool {
 	_, ok := a.IndexOf(m)
 	return ok
 }
+
+// KubeVirtInPodBridge is the MAC KubeVirt keeps for the bridge inside a
+// virt-launcher pod: its virt-api refuses a masquerade interface asking
+// for it ("The requested MAC address is reserved for the in-pod bridge").
+// It is the first address of the default range, so a pool must never hand
+// it out.
+const KubeVirtInPodBridge MAC = 0x020000000000
+
+// Reserved are the MACs no pool hands out, whatever its range.
+var Reserved = []MAC{KubeVirtInPodBridge}
+
+// Excluding returns a without the addresses of rs: they are no longer
+// numbered, counted in Size, or Contained. Ranges outside a, or
+// overlapping each other, are fine. The result may be empty; the caller
+// decides whether that is an error.
+func (a Allocatable) Excluding(rs ...Range) Allocatable {
+	out := Allocatable{r: a.r, allowUniversal: a.allowUniversal}
+	segs := a.segs
+	for _, x := range rs {
+		var kept []segment
+		for _, s := range segs {
+			if x.End < s.start || x.Start > s.end {
+				kept = append(kept, s)
+				continue
+			}
+			if x.Start > s.start {
+				kept = append(kept, segment{start: s.start, end: x.Start - 1})
+			}
+			if x.End < s.end {
+				kept = append(kept, segment{start: x.End + 1, end: s.end})
+			}
+		}
+		segs = kept
+	}
+	for _, s := range segs {
+		out.segs = append(out.segs, segment{start: s.start, end: s.end, before: out.size})
+		out.size += uint64(s.end-s.start) + 1
+	}
+	return out
+}

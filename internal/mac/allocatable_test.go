@@ -318,3 +318,54 @@ func BenchmarkIndexOf(b *testing.B) {
 	}
 	sink = MAC(n)
 }
+
+// Excluding is checked against a plain list of the addresses that remain.
+func TestExcluding(t *testing.T) {
+	r := Range{mustParse(t, "02:00:00:00:00:00"), mustParse(t, "02:00:00:00:00:1f")}
+	tests := []struct {
+		name    string
+		exclude []Range
+	}{
+		{"nothing", nil},
+		{"the first address", []Range{{KubeVirtInPodBridge, KubeVirtInPodBridge}}},
+		{"the last address", []Range{{r.End, r.End}}},
+		{"a run in the middle", []Range{{r.Start + 4, r.Start + 9}}},
+		{"overlapping runs", []Range{{r.Start + 4, r.Start + 9}, {r.Start + 8, r.Start + 12}}},
+		{"runs reaching outside", []Range{{r.Start - 5, r.Start + 1}, {r.End - 1, r.End + 100}}},
+		{"outside only", []Range{{r.End + 1, r.End + 10}}},
+		{"everything", []Range{{0, Max}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := mustAllocatable(t, r, false).Excluding(tt.exclude...)
+			var want []MAC
+			for m := r.Start; m <= r.End; m++ {
+				out := false
+				for _, x := range tt.exclude {
+					out = out || x.Contains(m)
+				}
+				if !out {
+					want = append(want, m)
+				}
+			}
+			if a.Size() != uint64(len(want)) {
+				t.Fatalf("Size() = %d, want %d", a.Size(), len(want))
+			}
+			for i, m := range want {
+				if got := a.At(uint64(i)); got != m {
+					t.Errorf("At(%d) = %s, want %s", i, got, m)
+				}
+				if j, ok := a.IndexOf(m); !ok || j != uint64(i) {
+					t.Errorf("IndexOf(%s) = %d, %v; want %d", m, j, ok, i)
+				}
+			}
+			for _, x := range tt.exclude {
+				for _, m := range []MAC{x.Start, x.End} {
+					if r.Contains(m) && a.Contains(m) {
+						t.Errorf("excluded %s is still allocatable", m)
+					}
+				}
+			}
+		})
+	}
+}

@@ -50,7 +50,20 @@ func Parse(data map[string]string) (mac.Allocatable, error) {
 		}
 		allowUniversal = b
 	}
-	return mac.NewAllocatable(r, allowUniversal)
+	alloc, err := mac.NewAllocatable(r, allowUniversal)
+	if err != nil {
+		return mac.Allocatable{}, err
+	}
+	// KubeVirt's in-pod bridge MAC is the default range's first address:
+	// a VM given it would be refused by KubeVirt.
+	var reserved []mac.Range
+	for _, m := range mac.Reserved {
+		reserved = append(reserved, mac.Range{Start: m, End: m})
+	}
+	if alloc = alloc.Excluding(reserved...); alloc.Size() == 0 {
+		return mac.Allocatable{}, fmt.Errorf("range %s has no allocatable address: its only address %s is reserved by KubeVirt for the in-pod bridge", r, mac.KubeVirtInPodBridge)
+	}
+	return alloc, nil
 }
 
 func firstOf(data map[string]string, keys ...string) string {

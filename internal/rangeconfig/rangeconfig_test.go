@@ -23,6 +23,7 @@ func TestParse(t *testing.T) {
 		{"garbage", map[string]string{KeyStart: "nope", KeyEnd: "02:00:00:00:00:00"}, mac.Range{}, "range start"},
 		{"all multicast", map[string]string{KeyStart: "03:00:00:00:00:00", KeyEnd: "03:00:00:00:00:ff"}, mac.Range{}, "multicast"},
 		{"universal flag garbage", map[string]string{KeyAllowUniversal: "sometimes"}, mac.Range{}, KeyAllowUniversal},
+		{"only KubeVirt's bridge MAC", map[string]string{KeyStart: "02:00:00:00:00:00", KeyEnd: "02:00:00:00:00:00"}, mac.Range{}, "reserved by KubeVirt for the in-pod bridge"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -38,6 +39,9 @@ func TestParse(t *testing.T) {
 			}
 			if alloc.Range() != c.want {
 				t.Fatalf("range = %s, want %s", alloc.Range(), c.want)
+			}
+			if alloc.Contains(mac.KubeVirtInPodBridge) {
+				t.Fatalf("%s is allocatable; KubeVirt reserves it", mac.KubeVirtInPodBridge)
 			}
 		})
 	}
@@ -65,7 +69,7 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, i := range []uint64{0, alloc.Size() / 2, alloc.Size() - 1} {
 			m := alloc.At(i)
-			if !alloc.Range().Contains(m) || m.IsMulticast() || (m.IsUniversal() && !alloc.AllowUniversal()) {
+			if !alloc.Range().Contains(m) || m.IsMulticast() || (m.IsUniversal() && !alloc.AllowUniversal()) || m == mac.KubeVirtInPodBridge {
 				t.Fatalf("At(%d) = %s: outside %s or not allocatable", i, m, alloc.Range())
 			}
 		}
