@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
 // Multus reports the interfaces it set up in these pod annotations; the
@@ -34,33 +35,56 @@ type Reporter struct {
 	// migration, which legitimately report the same MAC.
 	MigrationUID types.UID
 	Peers        []types.UID
+	// LauncherOf is the VMI a pod claims to be the virt-launcher pod of
+	// (nil for other objects). The claim is checked per MAC (Colliding):
+	// that VMI must report the same MAC.
+	LauncherOf *LauncherClaim
+}
+
+// LauncherClaim names the VMI a virt-launcher pod says it runs.
+type LauncherClaim struct {
+	Name string
+	UID  types.UID
 }
 
 func (r Reporter) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
-// FromPod returns what a running pod reports. virt-launcher pods are left
-// out: they report their VMI's MACs, which the VMI reports itself.
+// FromPod returns what a running pod reports: the MACs Multus reports for
+// the networks of its networks annotation, the secondary networks
+// kubemacpool manages. The cluster network's interface, and any network
+// the pod did not ask for by that annotation (a primary user-defined
+// network, say), belong to the pod network, whose MACs may repeat
+// legitimately.
 func FromPod(pod *corev1.Pod) (Reporter, bool) {
-	if pod.Status.Phase != corev1.PodRunning || kubevirt.IsVirtLauncher(pod) {
+	if pod.Status.Phase != corev1.PodRunning {
 		return Reporter{}, false
 	}
 	r := Reporter{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	if ref, ok := kubevirt.LauncherOf(pod); ok {
+		r.LauncherOf = &LauncherClaim{Name: ref.Name, UID: ref.UID}
+	}
+	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
+	if err != nil || len(elems) == 0 {
+		return r, false
+	}
+	managed := map[string]bool{}
+	for i := range elems {
+		managed[elems[i].NetworkKey()] = true
+	}
 	status := pod.Annotations[NetworkStatusAnnotation]
 	if status == "" {
 		status = pod.Annotations[OldNetworkStatusAnnotation]
 	}
 	var entries []struct {
+		Name    string `json:"name"`
 		MAC     string `json:"mac"`
 		Default bool   `json:"default"`
 	}
 	if err := json.Unmarshal([]byte(status), &entries); err != nil {
-		return r, len(r.MACs) > 0
+		return r, false
 	}
 	for _, e := range entries {
-		// The default (cluster) network's MAC belongs to the pod network
-		// and may legitimately repeat across nodes' bridges; secondary
-		// networks are the shared L2 segments kubemacpool guards.
-		if e.Default {
+		if e.Default || !managed[e.Name] {
 			continue
 		}
 		if m, err := mac.Parse(e.MAC); err == nil {
@@ -70,13 +94,23 @@ func FromPod(pod *corev1.Pod) (Reporter, bool) {
 	return r, len(r.MACs) > 0
 }
 
-// FromVMI returns what a running VMI reports.
+// FromVMI returns what a running VMI reports for the interfaces kubemacpool
+// manages (Multus networks, the masqueraded pod network). Others, such as a
+// pod network bound by a plugin (OVN's 0a:58:... on a primary
+// user-defined network), take their MAC from the pod network.
 func FromVMI(vmi *kubevirtv1.VirtualMachineInstance) (Reporter, bool) {
 	if vmi.Status.Phase != kubevirtv1.Running {
 		return Reporter{}, false
 	}
 	r := Reporter{Kind: "VirtualMachineInstance", Namespace: vmi.Namespace, Name: vmi.Name, UID: vmi.UID}
+	managed := map[string]bool{}
+	for _, m := range kubevirt.ManagedInterfaces(&vmi.Spec) {
+		managed[m.Interface] = true
+	}
 	for _, i := range vmi.Status.Interfaces {
+		if !managed[i.Name] {
+			continue
+		}
 		if m, err := mac.Parse(i.MAC); err == nil {
 			r.MACs = append(r.MACs, m)
 		}
@@ -128,19 +162,42 @@ func migrationPair(a, b Reporter) bool {
 }
 
 // Colliding returns the reporters of one MAC that collide: every reporter
-// except those whose only company is their migration peer. Fewer than two
-// means no collision.
+// except those whose only company is their own workload (a VMI and its
+// virt-launcher pods) or their migration peer. Fewer than two means no
+// collision.
 func Colliding(reporters []Reporter) []Reporter {
-	var out []Reporter
+	// Judge each launcher pod as the VMI it runs, when that VMI reports
+	// this MAC too; a pod whose claim does not hold is judged as itself.
+	as := make([]Reporter, len(reporters))
 	for i, r := range reporters {
-		for j, other := range reporters {
-			if i != j && r.UID != other.UID && !migrationPair(r, other) {
-				out = append(out, r)
+		as[i] = r
+		if r.LauncherOf == nil {
+			continue
+		}
+		for _, o := range reporters {
+			if o.Kind == "VirtualMachineInstance" && o.Namespace == r.Namespace && o.Name == r.LauncherOf.Name && o.UID == r.LauncherOf.UID {
+				as[i] = o
+				break
+			}
+		}
+	}
+	var out []Reporter
+	for i, r := range as {
+		for j, other := range as {
+			if i != j && r.UID != other.UID && !migrationPair(r, other) && !sameLauncherClaim(reporters[i], reporters[j]) {
+				out = append(out, reporters[i])
 				break
 			}
 		}
 	}
 	return out
+}
+
+// sameLauncherClaim reports whether a and b are virt-launcher pods of the
+// same VMI (the source and target pods of a migration), which share its
+// MACs while the VMI does not report them yet.
+func sameLauncherClaim(a, b Reporter) bool {
+	return a.LauncherOf != nil && b.LauncherOf != nil && a.Namespace == b.Namespace && *a.LauncherOf == *b.LauncherOf
 }
 
 // Find groups reporters by MAC and returns the colliding ones per MAC.

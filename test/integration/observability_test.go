@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
@@ -144,13 +145,19 @@ func TestMetricsDocumented(t *testing.T) {
 	g.Expect(documented).To(Equal(registered), "docs/metrics.md and internal/metrics disagree")
 }
 
-// runningPod creates a pod in a namespace kubemacpool ignores (so it keeps
-// the MAC it was given) and marks it Running with a Multus network-status.
+// runningPod creates a pod asking for network ovs with the MAC, in a
+// namespace kubemacpool ignores (so it keeps the MAC it asked for), and
+// marks it Running with the Multus network-status that reports it.
 func runningPod(t testing.TB, namespace, name, mac string) *corev1.Pod {
 	t.Helper()
-	p := createPod(t, pod(namespace, name, ""))
+	return markRunning(t, createPod(t, pod(namespace, name, `[{"name":"ovs","mac":"`+mac+`"}]`)), mac)
+}
+
+// markRunning marks a pod on network ovs Running, reporting the MAC.
+func markRunning(t testing.TB, p *corev1.Pod, mac string) *corev1.Pod {
+	t.Helper()
 	p.Status.Phase = corev1.PodRunning
-	p.Annotations = map[string]string{"k8s.v1.cni.cncf.io/network-status": `[{"name":"cbr0","mac":"0a:58:0a:f4:00:01","default":true},{"name":"` + namespace + `/ovs","interface":"net1","mac":"` + strings.ToUpper(mac) + `"}]`}
+	p.Annotations["k8s.v1.cni.cncf.io/network-status"] = `[{"name":"cbr0","mac":"0a:58:0a:f4:00:01","default":true},{"name":"` + p.Namespace + `/ovs","interface":"net1","mac":"` + strings.ToUpper(mac) + `"}]`
 	if err := env.Client.Update(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +168,24 @@ func runningPod(t testing.TB, namespace, name, mac string) *corev1.Pod {
 	return p
 }
 
-// runningVMI creates a VMI and reports it Running with the MAC, optionally
-// as part of a migration.
-func runningVMI(t testing.TB, namespace, name, mac string, migration types.UID) *kubevirtv1.VirtualMachineInstance {
+// runningVMI creates a VMI with interface ovs on the Multus network ovs
+// and reports it Running with the MAC there.
+func runningVMI(t testing.TB, namespace, name, mac string) *kubevirtv1.VirtualMachineInstance {
 	t.Helper()
-	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: vmSpec(iface{"ovs", "bridge", "ovs", ""})}
 	if err := env.Client.Create(context.Background(), vmi); err != nil {
 		t.Fatal(err)
 	}
+	return reportRunning(t, vmi, "ovs", mac, "")
+}
+
+// reportRunning sets a VMI's status: Running, the MAC on the interface,
+// and the migration it is part of, if any.
+func reportRunning(t testing.TB, vmi *kubevirtv1.VirtualMachineInstance, iface, mac string, migration types.UID) *kubevirtv1.VirtualMachineInstance {
+	t.Helper()
 	vmi.Status.Phase = kubevirtv1.Running
-	vmi.Status.Interfaces = []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "ovs", MAC: mac}}
+	vmi.Status.Interfaces = []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: iface, MAC: mac}}
 	if migration != "" {
 		vmi.Status.MigrationState = &kubevirtv1.VirtualMachineInstanceMigrationState{MigrationUID: migration}
 	}
@@ -223,24 +238,51 @@ func TestCollisionsOnRunningWorkloads(t *testing.T) {
 
 	// pod-VMI
 	runningPod(t, ns, "pv-pod", "02:b0:00:00:00:02")
-	vmi := runningVMI(t, ns, "pv-vmi", "02-b0-00-00-00-02", "")
+	vmi := runningVMI(t, ns, "pv-vmi", "02-b0-00-00-00-02")
 	expectCollision("02:b0:00:00:00:02", "pv-pod", "pv-vmi")
 	g.Expect(env.Client.Delete(ctx, vmi)).To(Succeed())
 	expectCleared("02:b0:00:00:00:02")
 
 	// VMI-VMI
-	v1 := runningVMI(t, ns, "vv-1", "02:b0:00:00:00:03", "")
-	runningVMI(t, ns, "vv-2", "02:b0:00:00:00:03", "")
+	v1 := runningVMI(t, ns, "vv-1", "02:b0:00:00:00:03")
+	vv2 := runningVMI(t, ns, "vv-2", "02:b0:00:00:00:03")
 	expectCollision("02:b0:00:00:00:03", "vv-1", "vv-2")
 	g.Expect(env.Client.Delete(ctx, v1)).To(Succeed())
 	expectCleared("02:b0:00:00:00:03")
 
-	// A live migration's source and target VMIs share a MAC: no collision.
-	runningVMI(t, ns, "mig-src", "02:b0:00:00:00:04", "migration-1")
-	runningVMI(t, ns, "mig-dst", "02:b0:00:00:00:04", "migration-1")
+	// A pod claiming to be the virt-launcher pod of a VMI is judged as that
+	// VMI only if the VMI reports the same MAC: vv-2's real launcher pod is
+	// no collision, a pod claiming vv-2 while carrying another's MAC is.
+	// (The two VMIs of a live migration: TestMigrationReceiverTakesSourceMACs.)
+	launcher := func(name, m string) *corev1.Pod {
+		p := pod(ns, name, `[{"name":"ovs","mac":"`+m+`"}]`)
+		p.Labels = map[string]string{"kubevirt.io": "virt-launcher"}
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachineInstance", Name: vv2.Name, UID: vv2.UID, Controller: ptr.To(true)}}
+		return markRunning(t, createPod(t, p), m)
+	}
+	launcher("virt-launcher-vv-2-abcde", "02:b0:00:00:00:03")
 	g.Consistently(func(g Gomega) {
-		_, ok := gauge(g, "02:b0:00:00:00:04")
-		g.Expect(ok).To(BeFalse())
-		g.Expect(eventsAbout(g, ns, "mig-src", "MACCollision")).To(BeEmpty())
+		_, ok := gauge(g, "02:b0:00:00:00:03")
+		g.Expect(ok).To(BeFalse(), "a VMI and its own launcher pod collide")
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+	runningVMI(t, ns, "victim", "02:b0:00:00:00:05")
+	launcher("virt-launcher-fake-abcde", "02:b0:00:00:00:05")
+	expectCollision("02:b0:00:00:00:05", "victim", "virt-launcher-fake-abcde")
+
+	// Interfaces kubemacpool does not manage are not compared: two VMIs on
+	// a primary user-defined network report the MAC OVN gave both pods'
+	// interfaces (bound by a plugin, not masquerade).
+	for _, name := range []string{"udn-1", "udn-2"} {
+		vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: vmSpec(iface{"default", "plugin", "pod", ""})}
+		vmi.Spec.Domain.Devices.Interfaces[0].Bridge = nil
+		vmi.Spec.Domain.Devices.Interfaces[0].Binding = &kubevirtv1.PluginBinding{Name: "l2bridge"}
+		g.Expect(env.Client.Create(ctx, vmi)).To(Succeed())
+		reportRunning(t, vmi, "default", "0a:58:0a:80:00:05", "")
+	}
+	g.Consistently(func(g Gomega) {
+		_, ok := gauge(g, "0a:58:0a:80:00:05")
+		g.Expect(ok).To(BeFalse(), "OVN's pod-network MAC reported as a collision")
+		g.Expect(eventsAbout(g, ns, "udn-1", "MACCollision")).To(BeEmpty())
 	}).WithTimeout(3 * time.Second).Should(Succeed())
 }
