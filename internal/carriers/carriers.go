@@ -54,10 +54,15 @@ type Carrier struct {
 	Object Ref
 	// For is the object the MAC is carried on behalf of: the object itself,
 	// except for a VMI created by a VM (its VM) and a virt-launcher pod
-	// (its VMI, and through it that VMI's VM; see Index.Resolve).
-	For       Ref
-	Network   string
-	Interface string
+	// (its VMI, and through it that VMI's VM). What an object claims is
+	// checked by the index (Index.Resolve) before anyone sees it.
+	For Ref
+	// ForReceiver says For is a VM waiting as the receiver of a
+	// decentralized live migration (runStrategy WaitAsReceiver): it carries
+	// the MACs of its source VM, which may be in any namespace.
+	ForReceiver bool
+	Network     string
+	Interface   string
 	// Created is the carrying object's creation time: the oldest carrier
 	// of a MAC is the one it is adopted for.
 	Created time.Time
@@ -97,7 +102,13 @@ func OfPod(pod *corev1.Pod) []Carrier {
 // kubemacpool manages (kubevirt.ManagedInterfaces).
 func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 	self := Ref{Kind: VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
-	return ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
+	out := ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
+	if kubevirt.IsMigrationReceiver(vm) {
+		for i := range out {
+			out[i].ForReceiver = true
+		}
+	}
+	return out
 }
 
 // OfVMI lists the MACs of a VMI's managed interfaces: those in its spec and

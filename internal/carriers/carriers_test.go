@@ -139,8 +139,8 @@ func TestIndex(t *testing.T) {
 	if !ix.Carried(m1) {
 		t.Fatal("the launcher pod still carries m1")
 	}
-	if r := ix.Of(m1)[0].For; r != vmiRef {
-		t.Errorf("with the VMI gone the launcher's MAC resolves to the VMI itself, got %v", r)
+	if r := ix.Of(m1)[0].For; r != podRef {
+		t.Errorf("with the VMI gone the launcher's claim no longer holds: it carries m1 for itself, got %v", r)
 	}
 	ix.Delete(Pod, "ns", podRef.Name)
 	ix.Delete(VirtualMachine, "ns", "vm")
@@ -158,5 +158,68 @@ func TestIndex(t *testing.T) {
 	}
 	if ix.Len() != 0 {
 		t.Errorf("index not empty: %v", ix.MACs())
+	}
+}
+
+// What an object claims (a VMI's VM, a launcher pod's VMI) is believed only
+// while the index holds it: the claimed object exists with the UID of the
+// reference and, for a launcher, its VMI carries the same MAC.
+func TestIndexChecksClaims(t *testing.T) {
+	ix := NewIndex(nil)
+	m1, m2 := mustMAC(t, "02:00:00:00:00:01"), mustMAC(t, "02:00:00:00:00:02")
+	vm := Ref{Kind: VirtualMachine, Namespace: "ns", Name: "vm", UID: "m"}
+	impostorVM := Ref{Kind: VirtualMachine, Namespace: "ns", Name: "vm", UID: "not-m"}
+	vmi := Ref{Kind: VirtualMachineInstance, Namespace: "ns", Name: "vm", UID: "i"}
+	forged := Ref{Kind: VirtualMachineInstance, Namespace: "ns", Name: "forged", UID: "f"}
+	pod := Ref{Kind: Pod, Namespace: "ns", Name: "virt-launcher-vm-x", UID: "p"}
+
+	ix.Set(VirtualMachine, "ns", "vm", []Carrier{{MAC: m1, Object: vm, For: vm, ForReceiver: true}})
+	ix.Set(VirtualMachineInstance, "ns", "vm", []Carrier{{MAC: m1, Object: vmi, For: vm}})
+	ix.Set(VirtualMachineInstance, "ns", "forged", []Carrier{{MAC: m2, Object: forged, For: impostorVM}})
+	// The launcher carries its VMI's MAC, and one its VMI does not carry.
+	ix.Set(Pod, "ns", pod.Name, []Carrier{{MAC: m1, Object: pod, For: vmi}, {MAC: m2, Object: pod, For: vmi}})
+
+	for _, c := range ix.Of(m1) {
+		if c.For != vm || !c.ForReceiver {
+			t.Errorf("%s carries m1 for %v (receiver %v), want the VM, a migration receiver", c.Object, c.For, c.ForReceiver)
+		}
+	}
+	for _, c := range ix.Of(m2) {
+		if c.For != c.Object || c.ForReceiver {
+			t.Errorf("%s carries m2 for %v: a claim that does not hold must make it carry the MAC for itself", c.Object, c.For)
+		}
+	}
+	// The VM re-created under its name (a new UID) is not the VMI's VM:
+	// the VMI carries m1 for itself, and its launcher for the VMI.
+	ix.Set(VirtualMachine, "ns", "vm", []Carrier{{MAC: m1, Object: impostorVM, For: impostorVM}})
+	want := map[Ref]Ref{impostorVM: impostorVM, vmi: vmi, pod: vmi}
+	for _, c := range ix.Of(m1) {
+		if c.For != want[c.Object] || c.ForReceiver {
+			t.Errorf("%s carries m1 for %v (receiver %v) after its VM was replaced, want %v", c.Object, c.For, c.ForReceiver, want[c.Object])
+		}
+	}
+}
+
+// A VMI keeps a MAC its VM's template has dropped while the VM runs: that
+// MAC is still the VM's as long as the ledger holds it for the VM.
+func TestIndexAsksTheLedgerForDroppedMACs(t *testing.T) {
+	ix := NewIndex(nil)
+	kept, dropped := mustMAC(t, "02:00:00:00:00:01"), mustMAC(t, "02:00:00:00:00:02")
+	vm := Ref{Kind: VirtualMachine, Namespace: "ns", Name: "vm", UID: "m"}
+	vmi := Ref{Kind: VirtualMachineInstance, Namespace: "ns", Name: "vm", UID: "i"}
+	ix.Set(VirtualMachine, "ns", "vm", []Carrier{{MAC: kept, Object: vm, For: vm}})
+	ix.Set(VirtualMachineInstance, "ns", "vm", []Carrier{{MAC: kept, Object: vmi, For: vm}, {MAC: dropped, Object: vmi, For: vm}})
+
+	if c := ix.Of(dropped)[0]; c.For != vmi {
+		t.Fatalf("without a ledger entry the dropped MAC is the VMI's own, got %v", c.For)
+	}
+	heldForVM := true
+	ix.CheckHeldWith(func(m mac.MAC, owner Ref) bool { return heldForVM && m == dropped && owner == vm })
+	if c := ix.Of(dropped)[0]; c.For != vm {
+		t.Fatalf("held for the VM, the dropped MAC is the VM's, got %v", c.For)
+	}
+	heldForVM = false
+	if c := ix.Of(dropped)[0]; c.For != vmi {
+		t.Fatalf("released, the dropped MAC is the VMI's own, got %v", c.For)
 	}
 }

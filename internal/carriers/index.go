@@ -25,6 +25,10 @@ type Index struct {
 	// is called with the index locked, so that calls for one MAC arrive in
 	// the order of the changes: it must not call back into the index.
 	onChange func(m mac.MAC, carried bool)
+	// heldFor says whether the ledger holds a MAC for an object: a running
+	// VMI keeps a MAC its VM's template has just dropped, and that MAC is
+	// still the VM's. Nil: nothing is held for anyone.
+	heldFor func(m mac.MAC, owner Ref) bool
 }
 
 // NewIndex returns an empty index that tells onChange (may be nil) when
@@ -32,6 +36,11 @@ type Index struct {
 func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
 	return &Index{byMAC: map[mac.MAC][]Carrier{}, objects: map[objectKey][]Carrier{}, onChange: onChange}
 }
+
+// CheckHeldWith makes Resolve accept a VMI's MAC as its VM's when held
+// reports the ledger holds it for that VM. held is called with the index
+// locked: it must not call back into the index.
+func (ix *Index) CheckHeldWith(held func(m mac.MAC, owner Ref) bool) { ix.heldFor = held }
 
 // Set records that the object of the given kind, namespace and name
 // carries exactly cs now (nil: nothing), replacing what it carried before.
@@ -94,8 +103,8 @@ func (ix *Index) removeLocked(c Carrier) {
 	}
 }
 
-// Of returns the objects carrying m, oldest first, each with For resolved
-// (see Resolve).
+// Of returns the objects carrying m, oldest first, each with For checked
+// and resolved (see Resolve).
 func (ix *Index) Of(m mac.MAC) []Carrier {
 	if ix == nil {
 		return nil
@@ -108,8 +117,7 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 	}
 	out := make([]Carrier, len(list))
 	for i, c := range list {
-		c.For = ix.resolveLocked(c.For)
-		out[i] = c
+		out[i] = ix.resolveLocked(c)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -145,25 +153,63 @@ func (ix *Index) MACs() []mac.MAC {
 	return out
 }
 
-// Resolve follows a virt-launcher pod's For (its VMI) to the object that
-// VMI carries its MACs for (its VM, when a VM created it), so every
-// carrier of a VM's MAC names the VM. A VMI the index does not know (it
-// carries no MAC, or it is gone) resolves to itself.
-func (ix *Index) Resolve(r Ref) Ref {
+// Resolve returns c with its For checked against what is indexed now,
+// not taken from the marks the object wrote about itself (an owner
+// reference, a label: anyone can write them, and edit them later without
+// passing the webhook):
+//   - a VMI carries a MAC for its VM only while the MAC is that VM's: the
+//     VM, with the UID of the VMI's reference, carries it too, or the
+//     ledger holds it for that VM (a template edited while the VM runs);
+//   - a virt-launcher pod carries a MAC for its VMI only while that VMI is
+//     indexed with the referenced UID and carries the same MAC; it is then
+//     followed on to whom the VMI carries it for (its VM, checked the same
+//     way).
+//
+// A claim that does not hold makes the object carry the MAC for itself.
+// ForReceiver is set when the resolved For is a VM waiting as a migration
+// receiver.
+func (ix *Index) Resolve(c Carrier) Carrier {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return ix.resolveLocked(r)
+	return ix.resolveLocked(c)
 }
 
-func (ix *Index) resolveLocked(r Ref) Ref {
-	if r.Kind != VirtualMachineInstance {
-		return r
+func (ix *Index) resolveLocked(c Carrier) Carrier {
+	if c.For == c.Object {
+		return c
 	}
-	for _, c := range ix.objects[objectKey{r.Kind, r.Namespace, r.Name}] {
-		if r.UID == "" || c.Object.UID == r.UID {
-			return c.For
+	switch c.For.Kind {
+	case VirtualMachine:
+		if vm, ok := ix.carrierLocked(c.For, c.MAC); ok {
+			c.ForReceiver = vm.ForReceiver
+			return c
 		}
-		break
+		if ix.heldFor != nil && ix.heldFor(c.MAC, c.For) {
+			vm, _ := ix.carrierLocked(c.For, 0)
+			c.ForReceiver = vm.ForReceiver
+			return c
+		}
+	case VirtualMachineInstance:
+		if vmi, ok := ix.carrierLocked(c.For, c.MAC); ok {
+			vmi = ix.resolveLocked(vmi)
+			c.For, c.ForReceiver = vmi.For, vmi.ForReceiver
+			return c
+		}
 	}
-	return r
+	c.For, c.ForReceiver = c.Object, false
+	return c
+}
+
+// carrierLocked returns a carrier of the object r names, with r's UID: its
+// carrier of m, or any of its carriers when m is zero.
+func (ix *Index) carrierLocked(r Ref, m mac.MAC) (Carrier, bool) {
+	for _, c := range ix.objects[objectKey{r.Kind, r.Namespace, r.Name}] {
+		if c.Object.UID != r.UID {
+			return Carrier{}, false
+		}
+		if m == 0 || c.MAC == m {
+			return c, true
+		}
+	}
+	return Carrier{}, false
 }

@@ -56,10 +56,14 @@ func slimPod(pod *corev1.Pod) *corev1.Pod {
 	return slim
 }
 
-// slimVM keeps the template's interfaces and networks.
+// slimVM keeps the template's interfaces and networks, the run strategy
+// (a migration receiver's says so) and the finalizers (upstream
+// kubemacpool's is removed).
 func slimVM(vm *kubevirtv1.VirtualMachine) *kubevirtv1.VirtualMachine {
 	slim := &kubevirtv1.VirtualMachine{ObjectMeta: slimMeta(&vm.ObjectMeta)}
 	slim.OwnerReferences = vm.OwnerReferences
+	slim.Finalizers = vm.Finalizers
+	slim.Spec.RunStrategy = vm.Spec.RunStrategy
 	if t := vm.Spec.Template; t != nil {
 		slim.Spec.Template = &kubevirtv1.VirtualMachineInstanceTemplateSpec{}
 		slim.Spec.Template.Spec.Domain.Devices.Interfaces = t.Spec.Domain.Devices.Interfaces

@@ -70,7 +70,11 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	if err != nil {
 		return err
 	}
-	carried, err := carriedMACs(ctx, c)
+	byMAC := map[mac.MAC]*v1alpha1.MACBlockEntry{}
+	for i := range entries {
+		byMAC[entries[i].MAC] = &entries[i].MACBlockEntry
+	}
+	carried, err := carriedMACs(ctx, c, func(m mac.MAC) *v1alpha1.MACBlockEntry { return byMAC[m] })
 	if err != nil {
 		return err
 	}
@@ -166,11 +170,6 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	carried, err := carriedMACs(ctx, c)
-	if err != nil {
-		return err
-	}
-	found := carried[m]
 	block := &v1alpha1.MACBlock{}
 	var entry *v1alpha1.MACBlockEntry
 	switch err := c.Get(ctx, client.ObjectKey{Name: ledger.BlockName(m)}, block); {
@@ -180,6 +179,17 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	default:
 		entry = ledger.Find(block, ledger.Offset(m))
 	}
+	// Only m's own entry decides whom its carriers carry it for.
+	carried, err := carriedMACs(ctx, c, func(other mac.MAC) *v1alpha1.MACBlockEntry {
+		if other == m {
+			return entry
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	found := carried[m]
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if entry == nil {
 		if len(found) == 0 {
@@ -230,9 +240,12 @@ func printCarriers(w io.Writer, found []carriers.Carrier) {
 	}
 }
 
-// carriedMACs lists what every pod, VM and VMI carries, from live lists.
-func carriedMACs(ctx context.Context, c client.Client) (map[mac.MAC][]carriers.Carrier, error) {
-	var objs []any
+// carriedMACs lists what every pod, VM and VMI carries, from live lists,
+// with each object's claims (a VMI's VM, a launcher pod's VMI) checked as
+// a replica checks them (carriers.Index.Resolve); entryOf gives the ledger
+// entry of a MAC, if it has one.
+func carriedMACs(ctx context.Context, c client.Client, entryOf func(mac.MAC) *v1alpha1.MACBlockEntry) (map[mac.MAC][]carriers.Carrier, error) {
+	var objs []client.Object
 	pods := &corev1.PodList{}
 	if err := c.List(ctx, pods); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
@@ -247,17 +260,30 @@ func carriedMACs(ctx context.Context, c client.Client) (map[mac.MAC][]carriers.C
 			return nil, fmt.Errorf("listing KubeVirt objects: %w", err)
 		}
 	}
+	kinds := map[client.Object]string{}
 	for i := range vms.Items {
 		objs = append(objs, &vms.Items[i])
+		kinds[&vms.Items[i]] = carriers.VirtualMachine
 	}
 	for i := range vmis.Items {
 		objs = append(objs, &vmis.Items[i])
+		kinds[&vmis.Items[i]] = carriers.VirtualMachineInstance
+	}
+	ix := carriers.NewIndex(nil)
+	ix.CheckHeldWith(func(m mac.MAC, owner carriers.Ref) bool {
+		e := entryOf(m)
+		return e != nil && ledger.OwnerMatches(e.Owner, owner.Kind, owner.Namespace, owner.Name, string(owner.UID))
+	})
+	for _, o := range objs {
+		kind, ok := kinds[o]
+		if !ok {
+			kind = carriers.Pod
+		}
+		ix.Set(kind, o.GetNamespace(), o.GetName(), carriers.Of(o))
 	}
 	out := map[mac.MAC][]carriers.Carrier{}
-	for _, o := range objs {
-		for _, cr := range carriers.Of(o) {
-			out[cr.MAC] = append(out[cr.MAC], cr)
-		}
+	for _, m := range ix.MACs() {
+		out[m] = ix.Of(m)
 	}
 	return out, nil
 }

@@ -25,6 +25,8 @@ type Managed struct {
 	Network string
 	// MAC is what the interface carries now ("" when none).
 	MAC string
+	// Masquerade: the pod network, bound with masquerade.
+	Masquerade bool
 }
 
 // ManagedInterfaces lists the interfaces of spec that get MACs:
@@ -54,7 +56,7 @@ func ManagedInterfaces(spec *kubevirtv1.VirtualMachineInstanceSpec) []Managed {
 		case n.Multus != nil:
 			out = append(out, Managed{Index: i, Interface: iface.Name, Network: n.Multus.NetworkName, MAC: iface.MacAddress})
 		case n.Pod != nil && iface.Masquerade != nil:
-			out = append(out, Managed{Index: i, Interface: iface.Name, Network: "pod", MAC: iface.MacAddress})
+			out = append(out, Managed{Index: i, Interface: iface.Name, Network: "pod", MAC: iface.MacAddress, Masquerade: true})
 		}
 	}
 	return out
@@ -68,22 +70,26 @@ func VMSpec(vm *kubevirtv1.VirtualMachine) *kubevirtv1.VirtualMachineInstanceSpe
 	return &vm.Spec.Template.Spec
 }
 
-// OwnedByVM reports whether a VMI was created by a VirtualMachine; its MACs
-// then come from (and are held for) the VM.
-func OwnedByVM(vmi *kubevirtv1.VirtualMachineInstance) bool {
-	_, ok := ControllingVM(vmi)
-	return ok
-}
-
-// ControllingVM returns the reference to the VirtualMachine that created
-// vmi, if one did.
+// ControllingVM returns the reference to the VirtualMachine that claims to
+// have created vmi: a controller reference to KubeVirt's VirtualMachine
+// kind. A reference is only a claim (anyone can write one): whoever relies
+// on it checks that the VM exists with that UID and that the VMI's MACs are
+// the VM's.
 func ControllingVM(vmi *kubevirtv1.VirtualMachineInstance) (metav1.OwnerReference, bool) {
 	for _, ref := range vmi.OwnerReferences {
-		if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller {
+		if ref.Kind == "VirtualMachine" && ref.Controller != nil && *ref.Controller &&
+			strings.HasPrefix(ref.APIVersion, Group+"/") {
 			return ref, true
 		}
 	}
 	return metav1.OwnerReference{}, false
+}
+
+// IsMigrationReceiver reports whether vm waits to receive a decentralized
+// live migration (runStrategy WaitAsReceiver): KubeVirt's receiving VM, in
+// another namespace or cluster, carries the MACs of the source VM.
+func IsMigrationReceiver(vm *kubevirtv1.VirtualMachine) bool {
+	return vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == kubevirtv1.RunStrategyWaitAsReceiver
 }
 
 // LauncherOf returns the reference to the VirtualMachineInstance whose

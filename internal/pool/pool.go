@@ -83,6 +83,11 @@ type Request struct {
 	Slots []Slot
 	// DryRun asks for an answer without reserving anything.
 	DryRun bool
+	// Receiver says the owner is a VM waiting to receive a decentralized
+	// live migration: it may ask for MACs another VM holds (its source, in
+	// any namespace), which stay held by that VM; the repair passes them to
+	// the receiver once the source is gone.
+	Receiver bool
 }
 
 // Result is what Reserve gave a request.
@@ -285,18 +290,32 @@ func (p *Pool) Done(r *Result) {
 }
 
 // carriedByOther returns an object that carries m on behalf of anyone but
-// owner, or nil. What owner's own objects carry (the object itself,
-// re-applied; a VM's running VMI and virt-launcher pod) is its own.
-func (p *Pool) carriedByOther(m mac.MAC, owner v1alpha1.Owner) *carriers.Carrier {
+// r's owner, or nil. What the owner's own objects carry (the object
+// itself, re-applied; a VM's running VMI and virt-launcher pod) is its
+// own. Between the two VMs of a decentralized live migration: the receiver
+// may carry what any VM carries, and the VM holding the MAC may go on
+// carrying it while a receiver does.
+func (p *Pool) carriedByOther(m mac.MAC, r Request) *carriers.Carrier {
 	if p.carried == nil {
 		return nil
 	}
+	owner := r.Owner
 	for _, c := range p.carried.Of(m) {
-		if !c.For.Is(owner.Kind, owner.Namespace, owner.Name, owner.UID) {
+		switch {
+		case c.For.Is(owner.Kind, owner.Namespace, owner.Name, owner.UID):
+		case r.Receiver && c.For.Kind == carriers.VirtualMachine:
+		case c.ForReceiver && owner.Kind == carriers.VirtualMachine && p.holds(m, owner):
+		default:
 			return &c
 		}
 	}
 	return nil
+}
+
+// holds reports whether the ledger's entry for m is owner's.
+func (p *Pool) holds(m mac.MAC, owner v1alpha1.Owner) bool {
+	e, ok := p.ledger.Lookup(m)
+	return ok && ledger.SameOwner(e.Owner, owner)
 }
 
 // want is one MAC a request tries to hold in one round.
@@ -326,7 +345,7 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 		if s.Requested == 0 {
 			continue
 		}
-		if c := p.carriedByOther(s.Requested, r.Owner); c != nil {
+		if c := p.carriedByOther(s.Requested, r); c != nil {
 			return res, &HeldError{MAC: s.Requested, Carrier: c}
 		}
 		wants = append(wants, &want{slot: i, mac: s.Requested, explicit: true})
@@ -390,7 +409,7 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 // dryRun answers r from the index alone.
 func (p *Pool) dryRun(r Request, res *Result, explicit []*want) error {
 	for _, w := range explicit {
-		if e, ok := p.ledger.Lookup(w.mac); ok && !ledger.SameOwner(e.Owner, r.Owner) {
+		if e, ok := p.ledger.Lookup(w.mac); ok && !ledger.SameOwner(e.Owner, r.Owner) && !receiving(r, e.Owner) {
 			return &HeldError{MAC: w.mac, Entry: &e.MACBlockEntry}
 		}
 		res.MACs[w.slot] = w.mac
@@ -453,6 +472,8 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 			case !w.explicit:
 				w.lost = true
 				continue
+			case receiving(r, held.Owner):
+				continue // accepted: the source VM keeps holding it
 			case !ledger.SameOwner(held.Owner, r.Owner):
 				e := *held
 				return false, &HeldError{MAC: w.mac, Entry: &e}
@@ -474,6 +495,12 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 		}
 		return len(add) > 0, nil
 	}
+}
+
+// receiving reports whether r, a migration receiver, may share a MAC held
+// for holder: another VM, its migration source.
+func receiving(r Request, holder v1alpha1.Owner) bool {
+	return r.Receiver && holder.Kind == carriers.VirtualMachine && !ledger.SameOwner(holder, r.Owner)
 }
 
 func firstNonEmpty[T ~string](a, b T) T {

@@ -111,7 +111,7 @@ func TestCarriedMACsAreNotCandidates(t *testing.T) {
 	if !errors.As(err, &held) || !strings.Contains(err.Error(), "already in use by "+pod.String()) {
 		t.Fatalf("claim of a carried MAC: %v", err)
 	}
-	if c := p.carriedByOther(0x0a0000000002, v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}); c != nil {
+	if c := p.carriedByOther(0x0a0000000002, Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}}); c != nil {
 		t.Fatalf("the carrier itself was refused its MAC: %v", c)
 	}
 

@@ -123,7 +123,7 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 		}
 		c := f.Carriers[0]
 		return Decision{Case: 2, Action: Adopt, Carrier: &c, Entry: entryFor(f.MAC, c, now),
-			Holder: &c, Collisions: collisions(f.Carriers[1:], c.For)}
+			Holder: &c, Collisions: collisions(f.Carriers[1:], c)}
 	}
 	if !f.OwnerKindWatched {
 		return Decision{Case: 3, Action: Wait, After: unwatchedRetry}
@@ -132,7 +132,7 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	for i, c := range f.Carriers {
 		switch {
 		case ledger.OwnerMatches(e.Owner, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)):
-			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c.For)}
+			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c)}
 		case c.For.Is(e.Owner.Kind, e.Owner.Namespace, e.Owner.Name, e.Owner.UID):
 			return Decision{Case: 5, Action: Keep, Bound: true}
 		case other == nil:
@@ -161,11 +161,18 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 }
 
 // collisions are the carriers in cs that carry the MAC for someone other
-// than holder.
-func collisions(cs []carriers.Carrier, holder carriers.Ref) []carriers.Carrier {
+// than the holder's For. The two VMs of a decentralized live migration do
+// not collide: a receiver carries its source's MACs by design, and the
+// repair passes them on once the source is gone (case 9).
+func collisions(cs []carriers.Carrier, holder carriers.Carrier) []carriers.Carrier {
+	h := holder.For
 	var out []carriers.Carrier
 	for _, c := range cs {
-		if !c.For.Is(holder.Kind, holder.Namespace, holder.Name, holder.UID) {
+		switch {
+		case c.For.Is(h.Kind, h.Namespace, h.Name, h.UID):
+		case c.ForReceiver && h.Kind == carriers.VirtualMachine:
+		case holder.ForReceiver && c.For.Kind == carriers.VirtualMachine:
+		default:
 			out = append(out, c)
 		}
 	}

@@ -162,4 +162,22 @@ func TestDecideReportsCollisions(t *testing.T) {
 	if d.Case != 4 || len(d.Collisions) != 0 {
 		t.Fatalf("a VM and its VMI: %+v", d)
 	}
+	// A migration receiver (another namespace) carrying its source's MACs
+	// is no collision, whichever of the two holds the entry; a pod
+	// carrying the same MAC still is.
+	receiver := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: "target", Name: "vm", UID: "r"}
+	recv := carriers.Carrier{MAC: m, Object: receiver, For: receiver, ForReceiver: true}
+	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), recv}}, now, time.Minute)
+	if d.Case != 4 || len(d.Collisions) != 0 {
+		t.Fatalf("a VM and its migration receiver: %+v", d)
+	}
+	d = Decide(Facts{MAC: m, Entry: entry(receiver), OwnerKindWatched: true, Carriers: []carriers.Carrier{recv, carry(vm, vm), carry(pod, pod)}}, now, time.Minute)
+	if d.Case != 4 || len(d.Collisions) != 1 || d.Collisions[0].Object != pod {
+		t.Fatalf("held by the receiver, carried by its source and a pod: %+v", d)
+	}
+	// The source gone, the entry passes to the receiver.
+	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{recv}}, now, time.Minute)
+	if d.Action != Reown || d.Entry.Owner.Namespace != "target" || d.Entry.Owner.Name != "vm" {
+		t.Fatalf("source gone: %+v", d)
+	}
 }

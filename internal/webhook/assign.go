@@ -34,6 +34,8 @@ type assigner struct {
 	log    logr.Logger
 	owner  v1alpha1.Owner
 	dryRun bool
+	// receiver: the owner is a VM waiting to receive a migration
+	receiver bool
 	// what the pool gave the request, to give back if it is refused after all
 	res *pool.Result
 	// how each MAC was obtained, counted once the request succeeds
@@ -46,7 +48,7 @@ type assigner struct {
 func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) {
 	out := make([]mac.MAC, len(slots))
 	seen := map[mac.MAC]bool{}
-	req := pool.Request{Owner: a.owner, DryRun: a.dryRun}
+	req := pool.Request{Owner: a.owner, DryRun: a.dryRun, Receiver: a.receiver}
 	var reqSlot []int // req.Slots[j] is slots[reqSlot[j]]
 	for i, s := range slots {
 		ps := pool.Slot{Network: s.Network, Interface: s.Interface}

@@ -11,6 +11,8 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
@@ -35,8 +38,13 @@ type VMMutator struct {
 	Pool       *pool.Pool
 	Namespaces client.Reader
 	Scope      scope.Scope
-	Log        logr.Logger
-	Recorder   events.EventRecorder
+	// Live reads the VM a VMI claims to come from: a cache that lags would
+	// judge a just-created VM missing.
+	Live client.Reader
+	// Ledger says which MACs a VM holds.
+	Ledger   *ledger.Ledger
+	Log      logr.Logger
+	Recorder events.EventRecorder
 }
 
 // Handle answers one admission review.
@@ -47,6 +55,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		basePath      string
 		kind          string
 		existing      *kubevirtv1.VirtualMachine // the stored VM, on updates
+		receiver      bool                       // a VM waiting to receive a migration
 	)
 	switch req.Resource.Resource {
 	case "virtualmachines":
@@ -55,6 +64,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding VirtualMachine: %w", err))
 		}
 		spec, meta, kind = kubevirt.VMSpec(vm), vm.ObjectMeta, "VirtualMachine"
+		receiver = kubevirt.IsMigrationReceiver(vm)
 		basePath = "/spec/template/spec/domain/devices/interfaces"
 		if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
 			existing = vm
@@ -72,8 +82,18 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		if err := json.Unmarshal(req.Object.Raw, vmi); err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding VirtualMachineInstance: %w", err))
 		}
-		if kubevirt.OwnedByVM(vmi) {
-			return admission.Allowed("the MACs of a VM's instance come from the VM")
+		if ref, ok := kubevirt.ControllingVM(vmi); ok {
+			why, err := h.notFromVM(ctx, vmi, ref)
+			if err != nil {
+				return admission.Errored(http.StatusInternalServerError, err)
+			}
+			if why == "" {
+				return admission.Allowed("the MACs of a VM's instance come from the VM")
+			}
+			// An owner reference is only a claim: judged as a VMI of its
+			// own, it gets the refusals any object gets.
+			h.Log.Info("VirtualMachineInstance judged on its own: its VirtualMachine reference does not hold",
+				"namespace", req.Namespace, "name", vmi.Name, "reason", why)
 		}
 		spec, meta, kind = &vmi.Spec, vmi.ObjectMeta, "VirtualMachineInstance"
 		basePath = "/spec/domain/devices/interfaces"
@@ -93,9 +113,15 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		return admission.Allowed("namespace not managed by kubemacpool")
 	}
 
+	for _, m := range managed {
+		if parsed, err := mac.Parse(m.MAC); err == nil && parsed == mac.KubeVirtInPodBridge && m.Masquerade {
+			return admission.Denied(fmt.Sprintf("kubemacpool: interface %s: The requested MAC address is reserved for the in-pod bridge "+
+				"(KubeVirt keeps %s for it on the masqueraded pod network); choose another MAC or leave it out to get one assigned", m.Interface, parsed))
+		}
+	}
 	slots := vmSlots(managed, kubevirt.ManagedInterfaces(oldSpec))
 	a := &assigner{
-		pool: h.Pool, log: h.Log, dryRun: req.DryRun != nil && *req.DryRun,
+		pool: h.Pool, log: h.Log, dryRun: req.DryRun != nil && *req.DryRun, receiver: receiver,
 		owner: v1alpha1.Owner{
 			Kind: kind, Namespace: req.Namespace,
 			Name: meta.Name, GenerateName: meta.GenerateName, UID: meta.UID,
@@ -130,6 +156,47 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	}
 	h.Log.V(1).Info("assigned MACs", "kind", kind, "namespace", req.Namespace, "name", a.owner.DisplayName(), "macs", macs, "dryRun", a.dryRun)
 	return admission.Patched("MACs assigned", patches...)
+}
+
+// notFromVM checks a VMI's claim to come from the VM ref names: the VM
+// exists with that UID, and every MAC of the VMI's managed interfaces is
+// the VM's (in its template, or held for it in the ledger: a template just
+// edited still holds the MACs it had). It returns why the claim fails, or
+// "" when it holds.
+func (h *VMMutator) notFromVM(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, ref metav1.OwnerReference) (string, error) {
+	vm := &kubevirtv1.VirtualMachine{}
+	err := h.Live.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: ref.Name}, vm)
+	switch {
+	case apierrors.IsNotFound(err) || apimeta.IsNoMatchError(err):
+		return fmt.Sprintf("VirtualMachine %s/%s does not exist", vmi.Namespace, ref.Name), nil
+	case err != nil:
+		return "", fmt.Errorf("reading VirtualMachine %s/%s: %w", vmi.Namespace, ref.Name, err)
+	case vm.UID != ref.UID:
+		return fmt.Sprintf("VirtualMachine %s/%s has UID %s, not %s", vmi.Namespace, ref.Name, vm.UID, ref.UID), nil
+	}
+	own := map[mac.MAC]bool{}
+	for _, m := range kubevirt.ManagedInterfaces(kubevirt.VMSpec(vm)) {
+		if parsed, err := mac.Parse(m.MAC); err == nil {
+			own[parsed] = true
+		}
+	}
+	if h.Ledger != nil {
+		for _, e := range h.Ledger.OwnedBy("VirtualMachine", vm.Namespace, vm.Name) {
+			if ledger.OwnerMatches(e.Owner, "VirtualMachine", vm.Namespace, vm.Name, string(vm.UID)) {
+				own[e.MAC] = true
+			}
+		}
+	}
+	for _, m := range kubevirt.ManagedInterfaces(&vmi.Spec) {
+		if m.MAC == "" {
+			continue
+		}
+		parsed, err := mac.Parse(m.MAC)
+		if err != nil || !own[parsed] {
+			return fmt.Sprintf("MAC %s of interface %s is not a MAC of VirtualMachine %s/%s", m.MAC, m.Interface, vm.Namespace, vm.Name), nil
+		}
+	}
+	return "", nil
 }
 
 // vmSlots turns managed interfaces into slots. On an update, an interface

@@ -301,9 +301,9 @@ func TestVMDryRun(t *testing.T) {
 	g.Expect(countEntries(g)).To(Equal(before))
 }
 
-// A VirtualMachineInstance created directly gets MACs and holds them; one
-// created by a VM is left alone (its MACs come from the VM); virt-launcher
-// pods never get a second MAC.
+// A VirtualMachineInstance created directly gets MACs and holds them (one
+// created by a VM: TestVMIOwnerClaimsAreChecked); virt-launcher pods never
+// get a second MAC.
 func TestVMIAndVirtLauncher(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -322,8 +322,10 @@ func TestVMIAndVirtLauncher(t *testing.T) {
 		}}},
 		Spec: vmSpec(iface{"a", "bridge", "net-a", ""}),
 	}
+	// Its VM does not exist: the reference is no more than a claim, and the
+	// VMI gets a MAC of its own like any standalone VMI.
 	g.Expect(env.Client.Create(ctx, owned)).To(Succeed())
-	g.Expect(owned.Spec.Domain.Devices.Interfaces[0].MacAddress).To(BeEmpty())
+	expectHeldBy(t, owned.Spec.Domain.Devices.Interfaces[0].MacAddress, "VirtualMachineInstance", owned)
 
 	launcherOf := func(name, vmiName string, uid types.UID) *corev1.Pod {
 		p := pod(ns, name, `[{"name":"net-a","namespace":"`+ns+`","mac":"`+m+`"}]`)
