@@ -37,6 +37,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/legacy"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -283,6 +284,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		macPool.SetCarried(m, isCarried)
 		repairer.Notify(m)
 	})
+	// A VMI's MAC is its VM's while the ledger holds it for the VM (lock
+	// order: index, then ledger).
+	carried.CheckHeldWith(func(m mac.MAC, vm carriers.Ref) bool {
+		e, ok := book.Lookup(m)
+		return ok && ledger.OwnerMatches(e.Owner, vm.Kind, vm.Namespace, vm.Name, string(vm.UID))
+	})
 	macPool.WatchCarried(carried)
 	carrierFeed := &carriers.Feed{
 		Cache: mgr.GetCache(), Mapper: mgr.GetRESTMapper(), Index: carried,
@@ -325,6 +332,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 
+	if err := mgr.Add(&legacy.FinalizerRemover{
+		Manager: mgr, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
+	}); err != nil {
+		return nil, err
+	}
+
 	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.PodMutator{
 		Pool:       macPool,
 		Namespaces: mgr.GetCache(),
@@ -337,6 +350,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Pool:       macPool,
 		Namespaces: mgr.GetCache(),
 		Scope:      vmScope,
+		Live:       mgr.GetAPIReader(),
+		Ledger:     book,
 		Log:        log.WithName("virtualmachines"),
 		Recorder:   recorder,
 	})})
