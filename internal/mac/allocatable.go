@@ -1,6 +1,9 @@
 package mac
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // octetBlock is the number of addresses sharing one first octet. The
 // multicast and universal/local bits live in the first octet, so whether an
@@ -37,6 +40,7 @@ type Allocatable struct {
 	allowUniversal bool
 	segs           []segment // ascending; shared by copies, never mutated
 	size           uint64
+	excluded       []Range // what Excluding took out, in the order given
 }
 
 // NewAllocatable builds the allocatable set of r. It refuses a malformed
@@ -149,7 +153,7 @@ var Reserved = []MAC{KubeVirtInPodBridge}
 // overlapping each other, are fine. The result may be empty; the caller
 // decides whether that is an error.
 func (a Allocatable) Excluding(rs ...Range) Allocatable {
-	out := Allocatable{r: a.r, allowUniversal: a.allowUniversal}
+	out := Allocatable{r: a.r, allowUniversal: a.allowUniversal, excluded: append(slices.Clone(a.excluded), rs...)}
 	segs := a.segs
 	for _, x := range rs {
 		var kept []segment
@@ -172,4 +176,17 @@ func (a Allocatable) Excluding(rs ...Range) Allocatable {
 		out.size += uint64(s.end-s.start) + 1
 	}
 	return out
+}
+
+// Excluded returns the ranges Excluding took out, in the order given.
+func (a Allocatable) Excluded() []Range { return slices.Clone(a.excluded) }
+
+// ExcludedBy returns the first excluded range holding m.
+func (a Allocatable) ExcludedBy(m MAC) (Range, bool) {
+	for _, r := range a.excluded {
+		if r.Contains(m) {
+			return r, true
+		}
+	}
+	return Range{}, false
 }

@@ -36,11 +36,42 @@ type ExhaustedError struct {
 	Range mac.Range
 	Size  uint64
 	Held  uint64
+	// Excluding says EXCLUDED_MACS took addresses out of Size.
+	Excluding bool
 }
 
 func (e *ExhaustedError) Error() string {
-	return fmt.Sprintf("no free MAC address in range %s: all %d allocatable addresses are held (%d held); "+
-		"delete objects that hold MACs or widen the range in the range ConfigMap", e.Range, e.Size, e.Held)
+	excluded := ""
+	if e.Excluding {
+		excluded = " (the MACs EXCLUDED_MACS lists are not counted)"
+	}
+	return fmt.Sprintf("no free MAC address in range %s: all %d allocatable addresses are held%s (%d held); "+
+		"delete objects that hold MACs or widen the range in the range ConfigMap", e.Range, e.Size, excluded, e.Held)
+}
+
+// ExcludedError says a MAC asked for explicitly is one the pool never
+// hands out.
+type ExcludedError struct {
+	MAC   mac.MAC
+	Entry mac.Range // the exclusion holding it
+}
+
+func (e *ExcludedError) Error() string {
+	if e.Entry.Start == e.Entry.End && e.MAC == mac.KubeVirtInPodBridge {
+		return fmt.Sprintf("MAC address %s is reserved by KubeVirt for the in-pod bridge and never handed out; choose another MAC or leave it out to get one assigned", e.MAC)
+	}
+	entry := e.Entry.Start.String()
+	if e.Entry.Start != e.Entry.End {
+		entry = e.Entry.String()
+	}
+	return fmt.Sprintf("MAC address %s is excluded from the pool by EXCLUDED_MACS entry %s in the range ConfigMap; choose another MAC or leave it out to get one assigned", e.MAC, entry)
+}
+
+// excludedBy returns the exclusion of the range in force that holds m.
+func (p *Pool) excludedBy(m mac.MAC) (mac.Range, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.alloc.ExcludedBy(m)
 }
 
 // HeldError says a MAC asked for explicitly is held by another object:
@@ -266,7 +297,7 @@ func (p *Pool) candidate() (mac.MAC, error) {
 	}
 	size := p.alloc.Size()
 	if p.held.Len() >= size {
-		return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len()}
+		return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len(), Excluding: len(p.alloc.Excluded()) > len(mac.Reserved)}
 	}
 	i, ok := p.held.NextFree(p.cursor)
 	if !ok {
@@ -344,6 +375,9 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 	for i, s := range r.Slots {
 		if s.Requested == 0 {
 			continue
+		}
+		if x, ok := p.excludedBy(s.Requested); ok {
+			return res, &ExcludedError{MAC: s.Requested, Entry: x}
 		}
 		if c := p.carriedByOther(s.Requested, r); c != nil {
 			return res, &HeldError{MAC: s.Requested, Carrier: c}

@@ -109,9 +109,12 @@ func refusalOutcome(err error) string {
 	var held *pool.HeldError
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
+	var excluded *pool.ExcludedError
 	switch {
 	case errors.As(err, &held):
 		return metrics.OutcomeRefusedHeld
+	case errors.As(err, &excluded):
+		return metrics.OutcomeRefusedInvalid
 	case errors.As(err, &exhausted):
 		return metrics.OutcomeExhausted
 	case errors.As(err, &invalid):
@@ -178,8 +181,9 @@ func refusal(err error) admission.Response {
 	var held *pool.HeldError
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
+	var excluded *pool.ExcludedError
 	switch {
-	case errors.As(err, &held), errors.As(err, &exhausted), errors.As(err, &invalid):
+	case errors.As(err, &held), errors.As(err, &exhausted), errors.As(err, &invalid), errors.As(err, &excluded):
 		return admission.Denied("kubemacpool: " + err.Error())
 	case errors.Is(err, pool.ErrNotReady):
 		return admission.Errored(http.StatusServiceUnavailable, err)
