@@ -65,7 +65,7 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// cliArgs recognises the operator commands: `kubemacpool status|who|collisions`,
+// cliArgs recognises the operator commands: `kubemacpool status|who|collisions|not-applied`,
 // or any arguments when installed as the kubectl plugin kubectl-macpool.
 func cliArgs(argv []string) ([]string, bool) {
 	if filepath.Base(argv[0]) == "kubectl-macpool" {
@@ -73,7 +73,7 @@ func cliArgs(argv []string) ([]string, bool) {
 	}
 	if len(argv) > 1 {
 		switch argv[1] {
-		case "status", "who", "collisions":
+		case "status", "who", "collisions", "not-applied":
 			return argv[1:], true
 		}
 	}

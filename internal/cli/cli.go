@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/applied"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
@@ -29,7 +30,7 @@ import (
 )
 
 // Commands lists the subcommands, for usage messages.
-const Commands = "status | who MAC | collisions"
+const Commands = "status | who MAC | collisions | not-applied"
 
 // Run runs one subcommand.
 func Run(ctx context.Context, c client.Client, namespace string, args []string, out io.Writer) error {
@@ -46,6 +47,8 @@ func Run(ctx context.Context, c client.Client, namespace string, args []string, 
 		return Who(ctx, c, args[1], out)
 	case "collisions":
 		return Collisions(ctx, c, out)
+	case "not-applied":
+		return NotApplied(ctx, c, out)
 	}
 	return fmt.Errorf("unknown command %q: %s", args[0], Commands)
 }
@@ -334,4 +337,50 @@ func Collisions(ctx context.Context, c client.Client, out io.Writer) error {
 		fmt.Fprintf(w, "%s\t%d\t%s\n", m, len(names), strings.Join(names, ", "))
 	}
 	return w.Flush()
+}
+
+// NotApplied prints the pods whose network-status reports, for a network
+// kubemacpool gave a MAC, another MAC or none.
+func NotApplied(ctx context.Context, c client.Client, out io.Writer) error {
+	entries, _, err := ledgerEntries(ctx, c)
+	if err != nil {
+		return err
+	}
+	held := map[mac.MAC]v1alpha1.Owner{}
+	for _, e := range entries {
+		held[e.MAC] = e.Owner
+	}
+	pods := &corev1.PodList{}
+	if err := c.List(ctx, pods); err != nil {
+		return fmt.Errorf("listing pods: %w", err)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	n := 0
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		ms := applied.Check(p, func(m mac.MAC) bool { return applied.GivenTo(held[m], p) })
+		if len(ms) == 0 {
+			continue
+		}
+		if n == 0 {
+			fmt.Fprintln(w, "POD\tNETWORK\tGIVEN\tREPORTED")
+		}
+		n++
+		for _, m := range ms {
+			seen := "none"
+			if m.Seen != 0 {
+				seen = m.Seen.String()
+			}
+			fmt.Fprintf(w, "%s/%s\t%s\t%s\t%s\n", p.Namespace, p.Name, m.Network, m.Given, seen)
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(out, "Every pod's interfaces have the MACs kubemacpool gave them (or Multus has not reported yet).")
+		return nil
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%d pods; %s.\n", n, applied.Hint)
+	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/applied"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
@@ -332,6 +333,16 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 
+	if err := mgr.Add(&applied.Checker{
+		Cache: mgr.GetCache(), Recorder: recorder, Log: log.WithName("applied"),
+		Gave: func(pod *corev1.Pod, m mac.MAC) bool {
+			e, ok := book.Lookup(m)
+			return ok && applied.GivenTo(e.Owner, pod)
+		},
+		OnCount: func(n int) { metrics.NotApplied.Set(float64(n)) },
+	}); err != nil {
+		return nil, err
+	}
 	if err := mgr.Add(&legacy.FinalizerRemover{
 		Manager: mgr, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
 	}); err != nil {

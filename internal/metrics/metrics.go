@@ -72,6 +72,13 @@ var (
 		Name: "kmp_mac_collisions",
 		Help: "Running pods and VMIs reporting the same MAC, per MAC; present only while more than one does.",
 	}, []string{"mac"})
+
+	// NotApplied is the number of pods whose network-status reports, for a
+	// network kubemacpool gave a MAC, another MAC or none.
+	NotApplied = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmp_pods_mac_not_applied",
+		Help: "Pods whose Multus network-status reports, for a network kubemacpool gave a MAC, another MAC or none (the NetworkAttachmentDefinition lacks the tuning plugin, say).",
+	})
 )
 
 // Ledger write results, the values of the result label.
@@ -125,9 +132,9 @@ func Register(pool PoolStats) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, pick)
 	}
 	collectors := []prometheus.Collector{
-		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, Collisions,
+		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, Collisions, NotApplied,
 		LedgerWrites, LedgerBatch,
-		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast and, unless allowed, universally administered MACs excluded).",
+		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast, EXCLUDED_MACS, KubeVirt's in-pod bridge MAC and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),
 		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held: reserved, or carried by a pod, VM or VMI.",
 			func() float64 { _, h, _ := poolNumbers(); return h }),
