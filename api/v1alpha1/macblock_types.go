@@ -7,7 +7,9 @@ import (
 
 // Owner names the object a MAC was handed to.
 type Owner struct {
-	// Kind of the owner: Pod, VirtualMachine or VirtualMachineInstance.
+	// Kind of the owner: Pod, VirtualMachine, VirtualMachineInstance, or
+	// StatefulSet for the pods of a StatefulSet, whose MACs follow the pod's
+	// name (Ordinal) across deletions.
 	Kind string `json:"kind"`
 	// Namespace of the owner.
 	Namespace string `json:"namespace"`
@@ -23,6 +25,11 @@ type Owner struct {
 	// UID of the owner, when known at admission (updates) or adoption.
 	// +optional
 	UID types.UID `json:"uid,omitempty"`
+	// Ordinal of the pod, for a StatefulSet owner: the entry is held for
+	// the pod named Name-Ordinal (absent: 0).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Ordinal int32 `json:"ordinal,omitempty"`
 }
 
 // DisplayName is the owner's name, or its generateName followed by "*"

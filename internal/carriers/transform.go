@@ -1,6 +1,7 @@
 package carriers
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -8,10 +9,12 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/collision"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
-// Slim is the cache transform for the kinds that carry MACs: every replica
-// caches every pod, VM and VMI of the cluster, so each keeps only what
+// Slim is the cache transform for the kinds that carry MACs (and
+// StatefulSets, whose pods keep theirs): every replica caches every pod,
+// VM and VMI of the cluster, so each keeps only what
 // kubemacpool reads (Of, and the collision detector). It is a default
 // transform rather than a per-kind one because KubeVirt's kinds may not be
 // served when the cache is built. Objects of other kinds pass unchanged.
@@ -23,8 +26,23 @@ func Slim(obj any) (any, error) {
 		return slimVM(o), nil
 	case *kubevirtv1.VirtualMachineInstance:
 		return slimVMI(o), nil
+	case *appsv1.StatefulSet:
+		return slimStatefulSet(o), nil
 	}
 	return obj, nil
+}
+
+// slimStatefulSet keeps what says whether a StatefulSet keeps its pods'
+// MACs (package sticky): identity, the opt-out annotation, replicas and
+// ordinals. Its pod template, the bulk of it, goes.
+func slimStatefulSet(set *appsv1.StatefulSet) *appsv1.StatefulSet {
+	slim := &appsv1.StatefulSet{ObjectMeta: slimMeta(&set.ObjectMeta)}
+	if v, ok := set.Annotations[sticky.OptOutAnnotation]; ok {
+		slim.Annotations = map[string]string{sticky.OptOutAnnotation: v}
+	}
+	slim.Spec.Replicas = set.Spec.Replicas
+	slim.Spec.Ordinals = set.Spec.Ordinals
+	return slim
 }
 
 // slimMeta keeps identity, labels and owners; managedFields and the other

@@ -27,6 +27,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // Commands lists the subcommands, for usage messages.
@@ -211,6 +212,9 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	}
 	fmt.Fprintf(w, "MAC:\t%s\n", m)
 	fmt.Fprintf(w, "Holder:\t%s %s/%s\n", o.Kind, o.Namespace, name)
+	if o.Kind == sticky.Kind {
+		fmt.Fprintf(w, "For pod:\t%s (kept while it is away, as long as the StatefulSet keeps ordinal %d)\n", sticky.PodName(o.Name, o.Ordinal), o.Ordinal)
+	}
 	if o.UID != "" {
 		fmt.Fprintf(w, "UID:\t%s\n", o.UID)
 	}

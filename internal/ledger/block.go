@@ -13,6 +13,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // BlockSize is how many consecutive MACs one MACBlock covers. Every write
@@ -125,8 +126,13 @@ func SameEntry(a, b *v1alpha1.MACBlockEntry) bool {
 // OwnerMatches reports whether an entry's owner names the object kind
 // namespace/name with uid. An entry made for a generateName object matches
 // any object whose name starts with that prefix; a UID, when recorded on
-// both sides, must agree.
+// both sides, must agree. An entry held for a StatefulSet's ordinal
+// matches the pod of that name, whatever its UID: each pod created again
+// under the name is it.
 func OwnerMatches(o v1alpha1.Owner, kind, namespace, name, uid string) bool {
+	if o.Kind == sticky.Kind && kind == carriers.Pod {
+		return o.Namespace == namespace && name == sticky.PodName(o.Name, o.Ordinal)
+	}
 	if o.Kind != kind || o.Namespace != namespace {
 		return false
 	}
@@ -144,7 +150,7 @@ func OwnerMatches(o v1alpha1.Owner, kind, namespace, name, uid string) bool {
 // VM update putting back a MAC it had). Objects named only by
 // generateName are never the same: nothing tells two of them apart.
 func SameOwner(o, r v1alpha1.Owner) bool {
-	if r.Name == "" || o.Kind != r.Kind || o.Namespace != r.Namespace || o.Name != r.Name {
+	if r.Name == "" || o.Kind != r.Kind || o.Namespace != r.Namespace || o.Name != r.Name || o.Ordinal != r.Ordinal {
 		return false
 	}
 	return o.UID == "" || r.UID == "" || o.UID == r.UID

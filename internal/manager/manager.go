@@ -350,12 +350,13 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	}
 
 	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.PodMutator{
-		Pool:       macPool,
-		Namespaces: mgr.GetCache(),
-		Scope:      podScope,
-		Ledger:     book,
-		Live:       mgr.GetAPIReader(),
-		Log:        log.WithName("pods"),
+		Pool:         macPool,
+		Namespaces:   mgr.GetCache(),
+		Scope:        podScope,
+		Ledger:       book,
+		StatefulSets: mgr.GetCache(),
+		Live:         mgr.GetAPIReader(),
+		Log:          log.WithName("pods"),
 	})})
 	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.VMMutator{
 		Pool:       macPool,

@@ -19,6 +19,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // maxRounds bounds how often one request picks again when other replicas
@@ -88,6 +89,9 @@ func (e *HeldError) Error() string {
 	if e.Entry != nil {
 		o := e.Entry.Owner
 		holder, network = fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName()), e.Entry.Network
+		if o.Kind == sticky.Kind {
+			holder += " for its pod " + sticky.PodName(o.Name, o.Ordinal)
+		}
 	} else if e.Carrier != nil {
 		holder, network = e.Carrier.Object.String(), e.Carrier.Network
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // OwnerState is what a look at an entry's owner found.
@@ -21,7 +22,9 @@ const (
 	OwnerNotLookedUp OwnerState = iota
 	// OwnerGone: no object of that kind, name (and UID, if recorded).
 	OwnerGone
-	// OwnerExists: the owner exists but does not carry the MAC.
+	// OwnerExists: the owner exists but does not carry the MAC (for a
+	// StatefulSet: it still keeps the ordinal, and its pod is away or is
+	// the one the entry was made for).
 	OwnerExists
 	// OwnerCarries: the owner, read live, carries the MAC (the index had
 	// not caught up).
@@ -42,6 +45,10 @@ type Facts struct {
 	Owner OwnerState
 	// SeenBound says this replica has seen the entry bound before.
 	SeenBound bool
+	// OwnerGoneSince is when this replica first found the owner gone (zero
+	// when it did not): a StatefulSet's ordinal keeps its MACs for the
+	// grace period after the StatefulSet stops keeping it.
+	OwnerGoneSince time.Time
 }
 
 // Action is what the repair does with one MAC.
@@ -108,12 +115,18 @@ const unwatchedRetry = 30 * time.Second
 //	 7  past grace, named owner      not the owner                        look the owner up (cache, then live),
 //	    not looked up                                                     decide again
 //	 8  past grace, owner a pod      not the pod                          keep: a pod keeps its MACs until it is
-//	    that exists                                                       deleted, whatever edits its annotation
-//	 9  past grace                   another object, not for the owner    re-own: the entry goes to the oldest
+//	    that exists, or a                                                 deleted, whatever edits its annotation;
+//	    StatefulSet that keeps                                            a StatefulSet's pod keeps them while
+//	    the ordinal                                                       it is away, to get them back
+//	 9  past grace, a StatefulSet    not the pod                          keep, look again when the grace ends:
+//	    gone (deleted, scaled below                                       the ordinal keeps its MACs for the grace
+//	    the ordinal, opted out)                                           period after the StatefulSet lets it go
+//	    less than grace ago
+//	10  past grace                   another object, not for the owner    re-own: the entry goes to the oldest
 //	                                                                      carrier, in one guarded write, so the
 //	                                                                      MAC never looks free
-//	10  past grace, seen bound       nothing                              release
-//	11  past grace, never seen bound nothing                              expire: refused by a later admission
+//	11  past grace, seen bound       nothing                              release
+//	12  past grace, never seen bound nothing                              expire: refused by a later admission
 //	                                                                      step, or abandoned
 func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	e := f.Entry
@@ -148,22 +161,27 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	if e.Owner.Name != "" && f.Owner == OwnerNotLookedUp {
 		return Decision{Case: 7, Action: LookUpOwner}
 	}
-	if e.Owner.Kind == carriers.Pod && f.Owner == OwnerExists {
+	if (e.Owner.Kind == carriers.Pod || e.Owner.Kind == sticky.Kind) && f.Owner == OwnerExists {
 		return Decision{Case: 8, Action: Keep}
 	}
+	if e.Owner.Kind == sticky.Kind && f.Owner == OwnerGone && !f.OwnerGoneSince.IsZero() {
+		if gone := now.Sub(f.OwnerGoneSince); gone < grace {
+			return Decision{Case: 9, Action: Wait, After: grace - gone}
+		}
+	}
 	if other != nil {
-		return Decision{Case: 9, Action: Reown, Carrier: other, Entry: entryFor(f.MAC, *other, now)}
+		return Decision{Case: 10, Action: Reown, Carrier: other, Entry: entryFor(f.MAC, *other, now)}
 	}
 	if f.SeenBound {
-		return Decision{Case: 10, Action: Release}
+		return Decision{Case: 11, Action: Release}
 	}
-	return Decision{Case: 11, Action: Expire}
+	return Decision{Case: 12, Action: Expire}
 }
 
 // collisions are the carriers in cs that carry the MAC for someone other
 // than the holder's For. The two VMs of a decentralized live migration do
 // not collide: a receiver carries its source's MACs by design, and the
-// repair passes them on once the source is gone (case 9).
+// repair passes them on once the source is gone (case 10).
 func collisions(cs []carriers.Carrier, holder carriers.Carrier) []carriers.Carrier {
 	h := holder.For
 	var out []carriers.Carrier

@@ -11,6 +11,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // TestDecide walks every case of the table in Decide's doc comment, each
@@ -74,15 +75,23 @@ func TestDecide(t *testing.T) {
 		{"past the grace, the pod exists but dropped the network: kept until it is deleted",
 			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists}, Keep, 8, false},
 		{"past the grace, a VM that exists but dropped the interface: released",
-			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Release, 10, false},
+			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Release, 11, false},
 		{"past the grace, owner gone, another object carries it: re-owned",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Reown, 9, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Reown, 10, false},
 		{"past the grace, owner gone, seen bound: released",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true}, Release, 10, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true}, Release, 11, false},
 		{"past the grace, owner gone, never seen bound: expired",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone}, Expire, 11, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone}, Expire, 12, false},
+		{"a StatefulSet's ordinal, its pod carries it: bound",
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(ref(carriers.Pod, "web-0"), ref(carriers.Pod, "web-0"), clk.Now())}}, Keep, 4, true},
+		{"a StatefulSet's ordinal, its pod away, the StatefulSet keeps it: kept",
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 8, false},
+		{"a StatefulSet's ordinal let go within the grace: waits",
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-young)}, Wait, 9, false},
+		{"a StatefulSet's ordinal let go past the grace: released",
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-old)}, Release, 11, false},
 		{"a generateName entry past the grace, nothing carries it: expired without a look-up",
-			Facts{Entry: generated, OwnerKindWatched: true}, Expire, 11, false},
+			Facts{Entry: generated, OwnerKindWatched: true}, Expire, 12, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // Indexed says how far the carrier index has come.
@@ -76,6 +78,13 @@ type Reconciler struct {
 	queue     workqueue.TypedRateLimitingInterface[reconcile.Request]
 	seenBound map[mac.MAC]metav1.MicroTime      // entries seen bound, by their reservation time
 	reported  map[mac.MAC]map[carriers.Ref]bool // collisions already told about
+	gone      map[mac.MAC]goneOwner             // entries whose StatefulSet owner was found gone, and since when
+}
+
+// goneOwner is when an entry's owner was first found gone.
+type goneOwner struct {
+	entry v1alpha1.MACBlockEntry
+	since time.Time
 }
 
 // Notify asks for the block of m to be judged: the carrier index calls it
@@ -104,11 +113,13 @@ func blockRequest(m mac.MAC) reconcile.Request {
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.seenBound = map[mac.MAC]metav1.MicroTime{}
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
+	r.gone = map[mac.MAC]goneOwner{}
 	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
 		Named("repair").
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.blocksOf), builder.WithPredicates(deletesOnly)).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.blocksOfStatefulSet)).
 		WatchesRawSource(source.Func(r.startPasses)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		Complete(r)
@@ -119,6 +130,20 @@ var deletesOnly = predicate.Funcs{
 	UpdateFunc:  func(event.UpdateEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+}
+
+// blocksOfStatefulSet maps a StatefulSet (scaled, opted out, deleted) to
+// the blocks of the entries held for its pods.
+func (r *Reconciler) blocksOfStatefulSet(_ context.Context, obj client.Object) []reconcile.Request {
+	seen := map[string]bool{}
+	var out []reconcile.Request
+	for _, e := range r.Ledger.OwnedBy(sticky.Kind, obj.GetNamespace(), obj.GetName()) {
+		if req := blockRequest(e.MAC); !seen[req.Name] {
+			seen[req.Name] = true
+			out = append(out, req)
+		}
+	}
+	return out
 }
 
 // blocksOf maps a deleted pod to the blocks of the MACs it carried and of
@@ -230,9 +255,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		d := Decide(f, now, r.Grace)
 		if d.Action == LookUpOwner {
-			if f.Owner, err = r.lookUpOwner(ctx, m, f.Entry.Owner); err != nil {
+			if f.Owner, err = r.lookUpOwner(ctx, m, f.Entry); err != nil {
 				return reconcile.Result{}, err
 			}
+			f.OwnerGoneSince = r.goneSince(m, f.Entry, f.Owner == OwnerGone, now)
 			d = Decide(f, now, r.Grace)
 		}
 		if d.Bound {
@@ -362,7 +388,11 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 // unless the cache already shows it carrying the MAC. A lagging cache must
 // never free a MAC in use, whether it lacks the owner or has an old
 // version of it.
-func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, o v1alpha1.Owner) (OwnerState, error) {
+func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, error) {
+	o := e.Owner
+	if o.Kind == sticky.Kind {
+		return r.lookUpStatefulSet(ctx, m, e)
+	}
 	state := OwnerGone
 	for _, reader := range []client.Reader{r.Cache, r.Live} {
 		obj := newObject(o.Kind)
@@ -388,6 +418,61 @@ func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, o v1alpha1.Owne
 		state = OwnerExists
 	}
 	return state, nil
+}
+
+// lookUpStatefulSet judges an entry held for a StatefulSet's ordinal, with
+// live reads (a lagging cache must never release a MAC a pod is about to
+// get back): the StatefulSet must still keep the ordinal, and the pod of
+// that name, if it was created again since the entry was made and does not
+// carry the MAC, no longer asks for that network.
+func (r *Reconciler) lookUpStatefulSet(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, error) {
+	o := e.Owner
+	set := &appsv1.StatefulSet{}
+	switch err := r.Live.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, set); {
+	case apierrors.IsNotFound(err):
+		return OwnerGone, nil
+	case err != nil:
+		return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
+	case !sticky.Keeps(set, o):
+		return OwnerGone, nil
+	}
+	pod := &corev1.Pod{}
+	switch err := r.Live.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: sticky.PodName(o.Name, o.Ordinal)}, pod); {
+	case apierrors.IsNotFound(err):
+		return OwnerExists, nil // the pod is away: its MACs wait for it
+	case err != nil:
+		return OwnerNotLookedUp, fmt.Errorf("reading the pod of %s, owner of MAC %s: %w", ownerString(o), m, err)
+	}
+	for _, c := range carriers.Of(pod) {
+		if c.MAC == m {
+			return OwnerCarries, nil
+		}
+	}
+	// Created again well after the entry was made (a second covers the
+	// creation timestamp's rounding), without this MAC: the pod no longer
+	// asks for that network. The pod the entry was made for keeps it, like
+	// any pod, until it is deleted.
+	if pod.CreationTimestamp.After(e.Reserved.Add(time.Second)) {
+		return OwnerGone, nil
+	}
+	return OwnerExists, nil
+}
+
+// goneSince returns when this replica first found the owner of m's entry
+// gone (now, if it just did), or zero while it is not.
+func (r *Reconciler) goneSince(m mac.MAC, e *v1alpha1.MACBlockEntry, gone bool, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !gone {
+		delete(r.gone, m)
+		return time.Time{}
+	}
+	g, ok := r.gone[m]
+	if !ok || !ledger.SameEntry(&g.entry, e) {
+		g = goneOwner{entry: *e, since: now}
+		r.gone[m] = g
+	}
+	return g.since
 }
 
 // isKubeVirtKind reports whether kind is one of KubeVirt's: those are
@@ -428,12 +513,17 @@ func (r *Reconciler) forget(m mac.MAC) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.seenBound, m)
+	delete(r.gone, m)
 }
 
 // reference is an event's regarding object for ref.
 func reference(ref carriers.Ref) *corev1.ObjectReference {
 	apiVersion := "v1"
-	if ref.Kind != carriers.Pod {
+	switch ref.Kind {
+	case carriers.Pod:
+	case sticky.Kind:
+		apiVersion = appsv1.SchemeGroupVersion.String()
+	default:
 		apiVersion = kubevirtv1.SchemeGroupVersion.String()
 	}
 	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, UID: ref.UID}

@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
+	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // PodPath is where the API server sends pod admission reviews.
@@ -39,8 +41,12 @@ type PodMutator struct {
 	Scope      scope.Scope
 	// Ledger says which MACs a pod holds, for an edit of its networks.
 	Ledger *ledger.Ledger
+	// StatefulSets reads, from the cache, the StatefulSet a pod claims as
+	// its controller: its pods keep their MACs (package sticky).
+	StatefulSets client.Reader
 	// Live reads what must not come from a lagging cache: the VMI a
-	// virt-launcher pod claims to belong to.
+	// virt-launcher pod claims to belong to, a StatefulSet the cache does
+	// not know yet.
 	Live client.Reader
 	Log  logr.Logger
 }
@@ -101,15 +107,6 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	// What the pod had stays its own; an unreadable old value had nothing.
 	oldElems, _ := multus.Parse(oldValue, req.Namespace)
-	var held []ledger.Entry
-	if req.Operation == admissionv1.Update {
-		// From the index: one that lags only means a MAC is not reused.
-		for _, e := range h.Ledger.OwnedBy("Pod", req.Namespace, pod.Metadata.Name) {
-			if ledger.OwnerMatches(e.Owner, "Pod", req.Namespace, pod.Metadata.Name, string(pod.Metadata.UID)) {
-				held = append(held, e)
-			}
-		}
-	}
 	owner := v1alpha1.Owner{
 		Kind:         "Pod",
 		Namespace:    req.Namespace,
@@ -117,8 +114,35 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		GenerateName: pod.Metadata.GenerateName,
 		UID:          pod.Metadata.UID,
 	}
+	// Held entries come from the index: one that lags only means a MAC is
+	// not reused.
+	var held, returning []ledger.Entry
+	if claim, ok := sticky.ClaimOf(&pod.Metadata); ok {
+		set, err := h.statefulSet(ctx, claim)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if o, ok := sticky.Owner(claim, set); ok {
+			// A StatefulSet's pod: it gets back, per network and interface,
+			// the MACs held for its name, and what it is given is held for
+			// its name too.
+			owner = o
+			for _, e := range h.Ledger.OwnedBy(sticky.Kind, req.Namespace, claim.Name) {
+				if e.Owner == owner {
+					returning = append(returning, e)
+				}
+			}
+		}
+	}
+	if req.Operation == admissionv1.Update {
+		for _, e := range h.Ledger.OwnedBy("Pod", req.Namespace, pod.Metadata.Name) {
+			if ledger.OwnerMatches(e.Owner, "Pod", req.Namespace, pod.Metadata.Name, string(pod.Metadata.UID)) {
+				held = append(held, e)
+			}
+		}
+	}
 	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun}
-	macs, err := a.assign(ctx, podSlots(elems, oldElems, held))
+	macs, err := a.assign(ctx, podSlots(elems, oldElems, held, returning))
 	if err != nil {
 		return refusal(err)
 	}
@@ -149,8 +173,10 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 // from the annotation as stored before the edit, in order, then from the
 // ledger entries held for the pod (a network unplugged by an earlier edit and
 // plugged back). MACs the pod has need no new reservation: it holds them
-// for life.
-func podSlots(elems, old []multus.Element, held []ledger.Entry) []slot {
+// for life. A StatefulSet's pod created again gets back, the same way, the
+// MACs held for its name (returning); those are asked for again, not
+// assumed: no one must carry them meanwhile.
+func podSlots(elems, old []multus.Element, held, returning []ledger.Entry) []slot {
 	key := func(network, iface string) string { return network + "@" + iface }
 	explicit := map[mac.MAC]bool{}
 	for i := range elems {
@@ -159,12 +185,13 @@ func podSlots(elems, old []multus.Element, held []ledger.Entry) []slot {
 		}
 	}
 	had := map[mac.MAC]bool{}
+	seen := map[mac.MAC]bool{}
 	restorable := map[string][]mac.MAC{}
-	keep := func(m mac.MAC, network, iface string) {
-		if had[m] {
+	keep := func(m mac.MAC, network, iface string, own bool) {
+		if seen[m] {
 			return
 		}
-		had[m] = true
+		seen[m], had[m] = true, own
 		if !explicit[m] { // otherwise kept by the element that names it
 			k := key(network, iface)
 			restorable[k] = append(restorable[k], m)
@@ -172,11 +199,14 @@ func podSlots(elems, old []multus.Element, held []ledger.Entry) []slot {
 	}
 	for i := range old {
 		if m, err := mac.Parse(old[i].MAC()); err == nil {
-			keep(m, old[i].NetworkKey(), old[i].Interface())
+			keep(m, old[i].NetworkKey(), old[i].Interface(), true)
 		}
 	}
 	for _, e := range held {
-		keep(e.MAC, e.Network, e.Interface)
+		keep(e.MAC, e.Network, e.Interface, true)
+	}
+	for _, e := range returning {
+		keep(e.MAC, e.Network, e.Interface, false)
 	}
 	slots := make([]slot, len(elems))
 	for i := range elems {
@@ -191,6 +221,26 @@ func podSlots(elems, old []multus.Element, held []ledger.Entry) []slot {
 		slots[i] = s
 	}
 	return slots
+}
+
+// statefulSet reads the StatefulSet a pod claims: from the cache, and
+// live when the cache does not have it with the claimed UID (it may have
+// just been created). Nil when it does not exist.
+func (h *PodMutator) statefulSet(ctx context.Context, c sticky.Claim) (*appsv1.StatefulSet, error) {
+	key := client.ObjectKey{Namespace: c.Namespace, Name: c.Name}
+	for _, reader := range []client.Reader{h.StatefulSets, h.Live} {
+		set := &appsv1.StatefulSet{}
+		err := reader.Get(ctx, key, set)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading StatefulSet %s/%s, the controller of the pod: %w", c.Namespace, c.Name, err)
+		case string(set.UID) == c.UID:
+			return set, nil
+		}
+	}
+	return nil, nil
 }
 
 // checkLauncher admits a virt-launcher pod, which carries the MACs of its

@@ -50,7 +50,7 @@ func TestPodSlots(t *testing.T) {
 			if c.create {
 				before, heldNow = nil, nil
 			}
-			got := podSlots(parse(c.now), before, heldNow)
+			got := podSlots(parse(c.now), before, heldNow, nil)
 			if len(got) != len(c.want) {
 				t.Fatalf("podSlots = %+v, want %+v", got, c.want)
 			}
@@ -60,5 +60,31 @@ func TestPodSlots(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A StatefulSet's pod created again gets back, per network and interface,
+// the MACs held for its name, asked for again (not Held: nobody may carry
+// them meanwhile).
+func TestPodSlotsReturningPod(t *testing.T) {
+	elems, err := multus.Parse(`[{"name":"b","interface":"net2"},{"name":"a","interface":"net1"},{"name":"c"}]`, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	returning := []ledger.Entry{
+		{MAC: 0x020000000001, MACBlockEntry: v1alpha1.MACBlockEntry{Network: "ns/a", Interface: "net1"}},
+		{MAC: 0x020000000002, MACBlockEntry: v1alpha1.MACBlockEntry{Network: "ns/b", Interface: "net2"}},
+		{MAC: 0x020000000003, MACBlockEntry: v1alpha1.MACBlockEntry{Network: "ns/dropped"}},
+	}
+	want := []slot{
+		{Network: "ns/b", Interface: "net2", Requested: "02:00:00:00:00:02"},
+		{Network: "ns/a", Interface: "net1", Requested: "02:00:00:00:00:01"},
+		{Network: "ns/c"},
+	}
+	got := podSlots(elems, nil, nil, returning)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("slot %d = %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

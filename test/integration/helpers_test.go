@@ -194,7 +194,7 @@ func expectBound(t testing.TB, m mac.MAC, p *corev1.Pod) {
 	NewWithT(t).Eventually(func(g Gomega) {
 		e := entryOf(g, m)
 		g.Expect(e).NotTo(BeNil(), "MAC %s must have a ledger entry", m)
-		g.Expect(e.Owner.Kind).To(Equal("Pod"))
+		g.Expect(e.Owner.Kind).To(BeElementOf("Pod", "StatefulSet"), "a pod's, or its StatefulSet's for its name")
 		g.Expect(e.Owner.Namespace).To(Equal(p.Namespace))
 		g.Expect(ledger.OwnerMatches(e.Owner, "Pod", p.Namespace, p.Name, string(p.UID))).To(BeTrue(), "entry %+v is not for pod %s", e.Owner, p.Name)
 		g.Expect(e.MAC.String()).To(Equal(e.MACBlockEntry.MAC))
