@@ -20,9 +20,9 @@ func TestExcludedMACs(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	config := map[string]string{
-		rangeconfig.KeyStart:    "02:70:00:00:00:00",
-		rangeconfig.KeyEnd:      "02:70:00:00:00:07",
-		rangeconfig.KeyExcluded: "02:70:00:00:00:01, 02-70-00-00-00-03\n02:70:00:00:00:05-02:70:00:00:00:06",
+		rangeconfig.KeyStart:    "02:71:00:00:00:00",
+		rangeconfig.KeyEnd:      "02:71:00:00:00:07",
+		rangeconfig.KeyExcluded: "02:71:00:00:00:01, 02-71-00-00-00-03\n02:71:00:00:00:05-02:71:00:00:00:06",
 	}
 	setRange(t, config)
 	startManager(t, testOptions(t))
@@ -34,8 +34,8 @@ func TestExcludedMACs(t *testing.T) {
 		got[macsOf(t, p)[0]] = true
 	}
 	g.Expect(got).To(Equal(map[mac.MAC]bool{
-		mustMAC("02:70:00:00:00:00"): true, mustMAC("02:70:00:00:00:02"): true,
-		mustMAC("02:70:00:00:00:04"): true, mustMAC("02:70:00:00:00:07"): true,
+		mustMAC("02:71:00:00:00:00"): true, mustMAC("02:71:00:00:00:02"): true,
+		mustMAC("02:71:00:00:00:04"): true, mustMAC("02:71:00:00:00:07"): true,
 	}))
 	err := env.Client.Create(ctx, pod(ns, "one-too-many", `[{"name":"a"}]`))
 	g.Expect(err).To(MatchError(ContainSubstring("all 4 allocatable addresses are held (the MACs EXCLUDED_MACS lists are not counted)")))
@@ -43,19 +43,19 @@ func TestExcludedMACs(t *testing.T) {
 	asks := func(name, m string) error {
 		return env.Client.Create(ctx, pod(ns, name, `[{"name":"a","mac":"`+m+`"}]`))
 	}
-	g.Expect(asks("explicit-range", "02:70:00:00:00:06")).To(MatchError(ContainSubstring(
-		"MAC address 02:70:00:00:00:06 is excluded from the pool by EXCLUDED_MACS entry 02:70:00:00:00:05-02:70:00:00:00:06")))
-	g.Expect(asks("explicit-single", "02:70:00:00:00:03")).To(MatchError(ContainSubstring("EXCLUDED_MACS entry 02:70:00:00:00:03 ")))
+	g.Expect(asks("explicit-range", "02:71:00:00:00:06")).To(MatchError(ContainSubstring(
+		"MAC address 02:71:00:00:00:06 is excluded from the pool by EXCLUDED_MACS entry 02:71:00:00:00:05-02:71:00:00:00:06")))
+	g.Expect(asks("explicit-single", "02:71:00:00:00:03")).To(MatchError(ContainSubstring("EXCLUDED_MACS entry 02:71:00:00:00:03 ")))
 	g.Expect(asks("kubevirt", "02:00:00:00:00:00")).To(MatchError(ContainSubstring("reserved by KubeVirt for the in-pod bridge")))
 
 	// A typo in the list is refused like an invalid range: the exclusions
 	// in force stay.
-	config[rangeconfig.KeyExcluded] = "02:70:00:00:00:01, gateway"
+	config[rangeconfig.KeyExcluded] = "02:71:00:00:00:01, gateway"
 	setRange(t, config)
 	g.Eventually(func(g Gomega) {
 		events := eventsAbout(g, managerNamespace, rangeconfig.ConfigMapName, "InvalidRange")
 		g.Expect(events).NotTo(BeEmpty())
 		g.Expect(events[len(events)-1].Note).To(ContainSubstring(`EXCLUDED_MACS entry "gateway"`))
 	}).WithTimeout(20 * time.Second).Should(Succeed())
-	g.Expect(asks("still-excluded", "02:70:00:00:00:05")).To(MatchError(ContainSubstring("excluded from the pool")))
+	g.Expect(asks("still-excluded", "02:71:00:00:00:05")).To(MatchError(ContainSubstring("excluded from the pool")))
 }
