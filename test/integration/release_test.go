@@ -44,6 +44,13 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(optIn).To(ContainSubstring("--pod-namespaces=opt-in"))
 	g.Expect(optIn).To(ContainSubstring("- allocate"))
 	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
+	// The webhook-source component narrows the webhook port to a CIDR.
+	overlay := t.TempDir()
+	g.Expect(os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: ["+filepath.Join(env.Root, "config/default")+"]\ncomponents: ["+filepath.Join(env.Root, "config/components/webhook-source")+"]\n"), 0o644)).To(Succeed())
+	narrowed, err := exec.Command("kubectl", "kustomize", overlay).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", narrowed)
+	g.Expect(string(narrowed)).To(ContainSubstring("cidr: 192.0.2.0/24"))
+	g.Expect(string(narrowed)).NotTo(ContainSubstring("cidr: 0.0.0.0/0"))
 	monitoring := kustomize(t, "config/prometheus")
 	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolRangeConfigInvalid", "KubeMacPoolDown", "kind: ServiceMonitor"} {
 		g.Expect(monitoring).To(ContainSubstring(alert))
@@ -67,6 +74,7 @@ func TestReleaseManifestApplies(t *testing.T) {
 		"serviceaccount/kubemacpool", "clusterrole.rbac.authorization.k8s.io/kubemacpool", "role.rbac.authorization.k8s.io/kubemacpool",
 		"configmap/kubemacpool-mac-range-config", "service/kubemacpool-service", "deployment.apps/kubemacpool-mac-controller-manager",
 		"poddisruptionbudget.policy/kubemacpool", "mutatingwebhookconfiguration.admissionregistration.k8s.io/kubemacpool-mutator",
+		"networkpolicy.networking.k8s.io/kubemacpool",
 	} {
 		g.Expect(string(out)).To(ContainSubstring(want))
 	}
