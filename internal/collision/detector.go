@@ -41,6 +41,7 @@ type Detector struct {
 	byObject map[types.UID]entry
 	byMAC    map[mac.MAC]map[types.UID]bool
 	reported map[mac.MAC]map[types.UID]bool // who was told about each collision
+	ignored  int                            // network-status entries left unread, over all pods
 }
 
 type entry struct {
@@ -139,6 +140,7 @@ func (d *Detector) set(uid types.UID, r Reporter, object runtime.Object, ok bool
 	}
 	affected := map[mac.MAC]bool{}
 	if old, had := d.byObject[uid]; had {
+		d.ignored -= old.reporter.Ignored
 		for _, m := range old.reporter.MACs {
 			affected[m] = true
 			delete(d.byMAC[m], uid)
@@ -149,6 +151,7 @@ func (d *Detector) set(uid types.UID, r Reporter, object runtime.Object, ok bool
 		delete(d.byObject, uid)
 	}
 	if ok {
+		d.ignored += r.Ignored
 		d.byObject[uid] = entry{reporter: r, object: object}
 		for _, m := range r.MACs {
 			affected[m] = true
@@ -158,6 +161,7 @@ func (d *Detector) set(uid types.UID, r Reporter, object runtime.Object, ok bool
 			d.byMAC[m][uid] = true
 		}
 	}
+	metrics.NetworkStatusIgnored.Set(float64(d.ignored))
 	for m := range affected {
 		d.judge(m)
 	}

@@ -35,6 +35,9 @@ type Reporter struct {
 	// migration, which legitimately report the same MAC.
 	MigrationUID types.UID
 	Peers        []types.UID
+	// Ignored is how many network-status entries of a pod were not read:
+	// beyond one per network of its annotation, or beyond MaxReported.
+	Ignored int
 	// LauncherOf is the VMI a pod claims to be the virt-launcher pod of
 	// (nil for other objects). The claim is checked per MAC (Colliding):
 	// that VMI must report the same MAC.
@@ -49,12 +52,18 @@ type LauncherClaim struct {
 
 func (r Reporter) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
 
-// FromPod returns what a running pod reports: the MACs Multus reports for
-// the networks of its networks annotation, the secondary networks
-// kubemacpool manages. The cluster network's interface, and any network
-// the pod did not ask for by that annotation (a primary user-defined
-// network, say), belong to the pod network, whose MACs may repeat
-// legitimately.
+// MaxReported is the most MACs one pod's network-status is read for: the
+// annotation is written by whoever may edit the pod, and must not be able
+// to make a metric series, or an event on another pod, per MAC it lists.
+const MaxReported = 32
+
+// FromPod returns what a running pod reports: the MAC Multus reports for
+// each network of its networks annotation (one per network element, the
+// first MaxReported), the secondary networks kubemacpool manages. The
+// cluster network's interface, and any network the pod did not ask for by
+// that annotation (a primary user-defined network, say), belong to the pod
+// network, whose MACs may repeat legitimately. Ignored counts the
+// network-status entries left unread.
 func FromPod(pod *corev1.Pod) (Reporter, bool) {
 	if pod.Status.Phase != corev1.PodRunning {
 		return Reporter{}, false
@@ -63,35 +72,45 @@ func FromPod(pod *corev1.Pod) (Reporter, bool) {
 	if ref, ok := kubevirt.LauncherOf(pod); ok {
 		r.LauncherOf = &LauncherClaim{Name: ref.Name, UID: ref.UID}
 	}
-	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
-	if err != nil || len(elems) == 0 {
-		return r, false
-	}
-	managed := map[string]bool{}
-	for i := range elems {
-		managed[elems[i].NetworkKey()] = true
-	}
 	status := pod.Annotations[NetworkStatusAnnotation]
 	if status == "" {
 		status = pod.Annotations[OldNetworkStatusAnnotation]
 	}
 	var entries []struct {
-		Name    string `json:"name"`
-		MAC     string `json:"mac"`
-		Default bool   `json:"default"`
+		Name      string `json:"name"`
+		Interface string `json:"interface"`
+		MAC       string `json:"mac"`
+		Default   bool   `json:"default"`
 	}
 	if err := json.Unmarshal([]byte(status), &entries); err != nil {
 		return r, false
 	}
-	for _, e := range entries {
-		if e.Default || !managed[e.Name] {
-			continue
-		}
-		if m, err := mac.Parse(e.MAC); err == nil {
-			r.MACs = append(r.MACs, m)
+	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
+	if err != nil {
+		elems = nil
+	}
+	if len(elems) > MaxReported {
+		elems = elems[:MaxReported]
+	}
+	used := make([]bool, len(entries))
+	for i := range elems {
+		for j, e := range entries {
+			if used[j] || e.Default || e.Name != elems[i].NetworkKey() || (elems[i].Interface() != "" && e.Interface != elems[i].Interface()) {
+				continue
+			}
+			used[j] = true
+			if m, err := mac.Parse(e.MAC); err == nil {
+				r.MACs = append(r.MACs, m)
+			}
+			break
 		}
 	}
-	return r, len(r.MACs) > 0
+	for j, e := range entries {
+		if !used[j] && !e.Default {
+			r.Ignored++
+		}
+	}
+	return r, len(r.MACs) > 0 || r.Ignored > 0
 }
 
 // FromVMI returns what a running VMI reports for the interfaces kubemacpool

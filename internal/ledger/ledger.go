@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -38,8 +39,13 @@ type Ledger struct {
 	mu      sync.Mutex
 	blocks  map[string]*blockState
 	byOwner map[ownerKey]map[mac.MAC]bool
+	// recent lists, per owner namespace, the MACs whose entries appeared
+	// or were renewed, oldest first, compacted by ReservedSince: the pool
+	// counts a namespace's waiting reservations without walking all of
+	// its entries.
+	recent  map[string][]mac.MAC
 	entries int
-	synced  atomic.Bool
+	synced      atomic.Bool
 }
 
 type ownerKey struct{ kind, namespace, name string }
@@ -62,6 +68,7 @@ func (l *Ledger) init() {
 	if l.blocks == nil {
 		l.blocks = map[string]*blockState{}
 		l.byOwner = map[ownerKey]map[mac.MAC]bool{}
+		l.recent = map[string][]mac.MAC{}
 	}
 }
 
@@ -156,10 +163,14 @@ func (l *Ledger) diffLocked(start mac.MAC, before, after *v1alpha1.MACBlock) {
 					l.unindexOwnerLocked(prev.Owner, m)
 					l.indexOwnerLocked(e.Owner, m)
 				}
+				if prev.Owner != e.Owner || !prev.Reserved.Equal(&e.Reserved) {
+					l.recent[e.Owner.Namespace] = append(l.recent[e.Owner.Namespace], m)
+				}
 				continue
 			}
 			l.entries++
 			l.indexOwnerLocked(e.Owner, m)
+			l.recent[e.Owner.Namespace] = append(l.recent[e.Owner.Namespace], m)
 			if l.OnChange != nil {
 				l.OnChange(m, true)
 			}
@@ -254,6 +265,41 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
+	return out
+}
+
+// ReservedSince returns the entries of namespace's owners reserved (or
+// renewed) at or after since: the ones that may still be waiting for their
+// object. It forgets what is older as it goes, so its cost follows the
+// namespace's recent reservations, not all of its entries; since must not
+// go backwards between calls.
+func (l *Ledger) ReservedSince(namespace string, since time.Time) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Entry
+	kept := l.recent[namespace][:0]
+	seen := map[mac.MAC]bool{}
+	for _, m := range l.recent[namespace] {
+		if seen[m] {
+			continue
+		}
+		seen[m] = true
+		st := l.blocks[BlockName(m)]
+		if st == nil || st.latest == nil {
+			continue
+		}
+		e := Find(st.latest, Offset(m))
+		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) {
+			continue
+		}
+		kept = append(kept, m)
+		out = append(out, Entry{MAC: m, MACBlockEntry: *e})
+	}
+	if len(kept) == 0 {
+		delete(l.recent, namespace)
+	} else {
+		l.recent[namespace] = kept
+	}
 	return out
 }
 

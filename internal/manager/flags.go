@@ -15,6 +15,7 @@ import (
 func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	podMode, vmMode := string(o.PodNamespaces), string(o.VMNamespaces)
 	certHosts := strings.Join(o.CertHosts, ",")
+	cipherSuites := strings.Join(o.TLSCipherSuites, ",")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace kubemacpool runs in: holds the range ConfigMap and the leader Lease, and is never mutated (default: $POD_NAMESPACE or kubemacpool-system)")
 	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "address the webhook server listens on (empty: all)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "port the webhook server listens on")
@@ -38,6 +39,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.StringVar(&o.WebhookConfig, "webhook-configuration", o.WebhookConfig, "MutatingWebhookConfiguration whose caBundle kubemacpool keeps, with --cert-mode=self")
 	fs.StringVar(&certHosts, "cert-hosts", certHosts, "comma-separated DNS names or IPs the serving certificate is valid for, with --cert-mode=self")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "after SIGTERM, keep serving while not ready for this long, so the Service stops routing here first")
+	fs.StringVar(&o.TLSMinVersion, "tls-min-version", o.TLSMinVersion, "lowest TLS version the webhook and metrics servers accept: 1.2 or 1.3")
+	fs.StringVar(&cipherSuites, "tls-cipher-suites", cipherSuites, "comma-separated TLS 1.2 cipher suites (IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) for the webhook and metrics servers; empty: Go's secure defaults (TLS 1.3 suites are fixed)")
+	fs.IntVar(&o.MaxPendingPerNamespace, "max-pending-per-namespace", o.MaxPendingPerNamespace, "most MAC reservations of one namespace that may wait for their objects (made within --reservation-grace, not seen carried yet); a request beyond it is refused. 0: no bound")
+	fs.IntVar(&o.MaxInterfaces, "max-interfaces", o.MaxInterfaces, "most networks one pod, or managed interfaces one VM or VMI, may get MACs for; a request asking for more is refused before anything is reserved")
 	return func() error {
 		var err error
 		if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {
@@ -47,6 +52,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 			return fmt.Errorf("--vm-namespaces: %w", err)
 		}
 		o.CertHosts = strings.Split(certHosts, ",")
+		o.TLSCipherSuites = nil
+		if cipherSuites != "" {
+			o.TLSCipherSuites = strings.Split(cipherSuites, ",")
+		}
 		return nil
 	}
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/repair"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
+	"github.com/kubemacpool/kubemacpool/internal/tlsconfig"
 	kmpwebhook "github.com/kubemacpool/kubemacpool/internal/webhook"
 )
 
@@ -102,36 +103,53 @@ type Options struct {
 	// reporting not ready, so the Service stops sending it requests before
 	// it stops listening.
 	ShutdownDelay time.Duration
+
+	// TLSMinVersion ("1.2" or "1.3") and TLSCipherSuites (IANA names, for
+	// TLS 1.2; empty: Go's defaults) apply to the webhook and metrics
+	// servers.
+	TLSMinVersion   string
+	TLSCipherSuites []string
+
+	// MaxInterfaces is the most networks one pod, or managed interfaces
+	// one VM or VMI, may ask MACs for: one request must not be able to take
+	// thousands of MACs and writes.
+	MaxInterfaces int
+	// MaxPendingPerNamespace bounds a namespace's reservations waiting
+	// for their objects (0: no bound).
+	MaxPendingPerNamespace int
 }
 
 // Defaults are the production defaults.
 func Defaults() Options {
 	return Options{
-		Namespace:        "kubemacpool-system",
-		WebhookPort:      9443,
-		CertDir:          "/tmp/k8s-webhook-server/serving-certs",
-		MetricsAddr:      ":8443",
-		MetricsSecure:    true,
-		ProbeAddr:        ":8081",
-		LeaderElection:   true,
-		LeaderElectionID: "kubemacpool-controllers",
-		LeaseDuration:    15 * time.Second,
-		RenewDeadline:    10 * time.Second,
-		RetryPeriod:      2 * time.Second,
-		ReservationGrace: 3 * time.Minute,
-		RepairInterval:   10 * time.Minute,
-		PodNamespaces:    scope.OptOut,
-		VMNamespaces:     scope.OptOut,
-		KubeVirtPoll:     30 * time.Second,
-		CertMode:         CertModeSelf,
-		CertSecret:       "kubemacpool-webhook-certs",
-		WebhookConfig:    "kubemacpool-mutator",
-		CertHosts:        []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"},
-		CALifetime:       5 * 365 * 24 * time.Hour,
-		ServingLifetime:  365 * 24 * time.Hour,
-		CAOverlap:        10 * time.Minute,
-		CertCheck:        time.Hour,
-		ShutdownDelay:    5 * time.Second,
+		Namespace:              "kubemacpool-system",
+		WebhookPort:            9443,
+		CertDir:                "/tmp/k8s-webhook-server/serving-certs",
+		MetricsAddr:            ":8443",
+		MetricsSecure:          true,
+		ProbeAddr:              ":8081",
+		LeaderElection:         true,
+		LeaderElectionID:       "kubemacpool-controllers",
+		LeaseDuration:          15 * time.Second,
+		RenewDeadline:          10 * time.Second,
+		RetryPeriod:            2 * time.Second,
+		ReservationGrace:       3 * time.Minute,
+		RepairInterval:         10 * time.Minute,
+		PodNamespaces:          scope.OptOut,
+		VMNamespaces:           scope.OptOut,
+		KubeVirtPoll:           30 * time.Second,
+		CertMode:               CertModeSelf,
+		CertSecret:             "kubemacpool-webhook-certs",
+		WebhookConfig:          "kubemacpool-mutator",
+		CertHosts:              []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"},
+		CALifetime:             5 * 365 * 24 * time.Hour,
+		ServingLifetime:        365 * 24 * time.Hour,
+		CAOverlap:              10 * time.Minute,
+		CertCheck:              time.Hour,
+		ShutdownDelay:          5 * time.Second,
+		TLSMinVersion:          "1.2",
+		MaxInterfaces:          32,
+		MaxPendingPerNamespace: 256,
 	}
 }
 
@@ -166,6 +184,15 @@ func (o Options) Validate() error {
 	case CertModeFiles:
 	default:
 		errs = append(errs, fmt.Errorf("cert mode %q is not valid: use %q or %q", o.CertMode, CertModeSelf, CertModeFiles))
+	}
+	if _, err := tlsconfig.Parse(o.TLSMinVersion, o.TLSCipherSuites); err != nil {
+		errs = append(errs, err)
+	}
+	if o.MaxPendingPerNamespace < 0 {
+		errs = append(errs, fmt.Errorf("--max-pending-per-namespace must not be negative, got %d", o.MaxPendingPerNamespace))
+	}
+	if o.MaxInterfaces < 1 {
+		errs = append(errs, fmt.Errorf("--max-interfaces must be at least 1, got %d", o.MaxInterfaces))
 	}
 	if o.KubeVirtPoll <= 0 {
 		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))
@@ -202,7 +229,11 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	}
 	inst := &Instance{opts: o}
 	var certProvider *certs.Provider
-	var tlsOpts []func(*tls.Config)
+	tlsSettings, err := tlsconfig.Parse(o.TLSMinVersion, o.TLSCipherSuites)
+	if err != nil {
+		return nil, err
+	}
+	tlsOpts := []func(*tls.Config){tlsSettings.Apply}
 	if o.CertMode == CertModeSelf {
 		certProvider = &certs.Provider{Namespace: o.Namespace, Name: o.CertSecret, WebhookConfig: o.WebhookConfig}
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = certProvider.GetCertificate })
@@ -226,7 +257,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			CertDir: o.CertDir,
 			TLSOpts: tlsOpts,
 		}),
-		Metrics:                       metricsOptions(o),
+		Metrics:                       metricsOptions(o, tlsSettings),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
@@ -292,6 +323,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return ok && ledger.OwnerMatches(e.Owner, vm.Kind, vm.Namespace, vm.Name, string(vm.UID))
 	})
 	macPool.WatchCarried(carried)
+	macPool.LimitPending(o.MaxPendingPerNamespace, o.ReservationGrace)
 	carrierFeed := &carriers.Feed{
 		Cache: mgr.GetCache(), Mapper: mgr.GetRESTMapper(), Index: carried,
 		KubeVirtPoll: o.KubeVirtPoll, Log: log.WithName("carriers"),
@@ -306,6 +338,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		OnError: metrics.RangeConfigErrors.Inc,
 		OnValidity: func(valid bool) {
 			metrics.RangeConfigInvalid.Set(map[bool]float64{true: 0, false: 1}[valid])
+		},
+		OnMissing: func(missing bool) {
+			metrics.RangeConfigMissing.Set(map[bool]float64{true: 1, false: 0}[missing])
 		},
 	}
 	macPool.ServeWhen(func() error {
@@ -350,22 +385,24 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	}
 
 	mgr.GetWebhookServer().Register(kmpwebhook.PodPath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.PodMutator{
-		Pool:         macPool,
-		Namespaces:   mgr.GetCache(),
-		Scope:        podScope,
-		Ledger:       book,
-		StatefulSets: mgr.GetCache(),
-		Live:         mgr.GetAPIReader(),
-		Log:          log.WithName("pods"),
+		Pool:          macPool,
+		Namespaces:    mgr.GetCache(),
+		Scope:         podScope,
+		MaxInterfaces: o.MaxInterfaces,
+		Ledger:        book,
+		StatefulSets:  mgr.GetCache(),
+		Live:          mgr.GetAPIReader(),
+		Log:           log.WithName("pods"),
 	})})
 	mgr.GetWebhookServer().Register(kmpwebhook.VirtualMachinePath, &webhook.Admission{Handler: kmpwebhook.Timed(&kmpwebhook.VMMutator{
-		Pool:       macPool,
-		Namespaces: mgr.GetCache(),
-		Scope:      vmScope,
-		Live:       mgr.GetAPIReader(),
-		Ledger:     book,
-		Log:        log.WithName("virtualmachines"),
-		Recorder:   recorder,
+		Pool:          macPool,
+		Namespaces:    mgr.GetCache(),
+		Scope:         vmScope,
+		MaxInterfaces: o.MaxInterfaces,
+		Live:          mgr.GetAPIReader(),
+		Ledger:        book,
+		Log:           log.WithName("virtualmachines"),
+		Recorder:      recorder,
 	})})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -468,8 +505,8 @@ func (p poolNumbers) PoolNumbers() (size, held, pending float64) {
 	return float64(s.Size), float64(s.Held), float64(n)
 }
 
-func metricsOptions(o Options) metricsserver.Options {
-	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+func metricsOptions(o Options, t tlsconfig.Settings) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr, TLSOpts: []func(*tls.Config){t.Apply}}
 	if o.MetricsSecure {
 		m.SecureServing = true
 		m.FilterProvider = filters.WithAuthenticationAndAuthorization

@@ -66,12 +66,27 @@ var (
 		Help: "1 while the range ConfigMap holds a refused (invalid) configuration, else 0.",
 	})
 
+	// RangeConfigMissing is 1 while the range ConfigMap is gone and the
+	// range in force is kept.
+	RangeConfigMissing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmp_range_config_missing",
+		Help: "1 while the range ConfigMap is missing and the range in force is kept (deleting it never widens the range), else 0.",
+	})
+
 	// Collisions is the number of running objects sharing a MAC, per MAC,
 	// present only while above one.
 	Collisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kmp_mac_collisions",
 		Help: "Running pods and VMIs reporting the same MAC, per MAC; present only while more than one does.",
 	}, []string{"mac"})
+
+	// NetworkStatusIgnored counts the network-status entries of running
+	// pods that the collision detector does not read: beyond one per
+	// network of the pod's annotation, or beyond 32 per pod.
+	NetworkStatusIgnored = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmp_network_status_ignored_entries",
+		Help: "Multus network-status entries of running pods left unread by the collision detector: beyond one per network of the pod's networks annotation, or beyond 32 per pod.",
+	})
 
 	// NotApplied is the number of pods whose network-status reports, for a
 	// network kubemacpool gave a MAC, another MAC or none.
@@ -132,7 +147,7 @@ func Register(pool PoolStats) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, pick)
 	}
 	collectors := []prometheus.Collector{
-		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, Collisions, NotApplied,
+		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, RangeConfigMissing, Collisions, NetworkStatusIgnored, NotApplied,
 		LedgerWrites, LedgerBatch,
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast, EXCLUDED_MACS, KubeVirt's in-pod bridge MAC and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),

@@ -152,6 +152,10 @@ type Pool struct {
 	// synced, when set, says why the indexes of held MACs are not complete
 	// yet (nil once they are); allocation waits for them.
 	synced func() error
+	// maxPending bounds a namespace's reservations waiting for their
+	// objects (reserved within grace, not seen carried); 0: no bound.
+	maxPending int
+	grace      time.Duration
 
 	mu     sync.Mutex
 	loaded bool
@@ -175,6 +179,45 @@ const (
 // ready until SetRange is called.
 func New(l *ledger.Ledger, clk clock.PassiveClock) *Pool {
 	return &Pool{ledger: l, clock: clk, marks: map[mac.MAC]mark{}}
+}
+
+// LimitPending makes Reserve refuse a request that would leave more than
+// max reservations of one namespace waiting for their objects: reserved
+// within grace and not seen carried. Pods whose spec is invalid pass
+// mutation (validation runs after it), so without a bound a loop of such
+// creates would hold a reservation each for the grace period.
+func (p *Pool) LimitPending(max int, grace time.Duration) { p.maxPending, p.grace = max, grace }
+
+// PendingLimitError says a namespace has too many reservations waiting.
+type PendingLimitError struct {
+	Namespace string
+	Pending   int
+	Max       int
+	Grace     time.Duration
+}
+
+func (e *PendingLimitError) Error() string {
+	return fmt.Sprintf("namespace %s has %d MAC reservations waiting for their objects (made in the last %s, not seen carried yet), and at most %d may wait (kubemacpool's --max-pending-per-namespace): "+
+		"objects refused after kubemacpool admitted them (an invalid spec, another webhook) leave theirs until the grace period ends; retry later, or fix what refuses them",
+		e.Namespace, e.Pending, e.Grace, e.Max)
+}
+
+// checkPending refuses r if its namespace has too many reservations
+// waiting.
+func (p *Pool) checkPending(r Request) error {
+	if p.maxPending <= 0 || r.DryRun {
+		return nil
+	}
+	pending := 0
+	for _, e := range p.ledger.ReservedSince(r.Owner.Namespace, p.clock.Now().Add(-p.grace)) {
+		if !ledger.Bound(e.Owner, p.carried.Of(e.MAC)) && !ledger.SameOwner(e.Owner, r.Owner) {
+			pending++
+		}
+	}
+	if pending+len(r.Slots) > p.maxPending {
+		return &PendingLimitError{Namespace: r.Owner.Namespace, Pending: pending, Max: p.maxPending, Grace: p.grace}
+	}
+	return nil
 }
 
 // WatchCarried makes Reserve refuse MACs that objects in ix carry for
@@ -391,6 +434,9 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 	if r.DryRun {
 		return res, p.dryRun(r, res, wants)
 	}
+	if err := p.checkPending(r); err != nil {
+		return res, err
+	}
 	for round := 0; ; round++ {
 		for i, s := range r.Slots {
 			if s.Requested == 0 && res.MACs[i] == 0 {
@@ -475,8 +521,16 @@ func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want)
 		byBlock[start] = append(byBlock[start], w)
 	}
 	errs := make(chan error, len(byBlock))
+	// At most blockWrites of one request's blocks in flight: a request is
+	// bounded (--max-interfaces), and so is what it asks of the API server
+	// at once.
+	slots := make(chan struct{}, blockWrites)
 	for start, ws := range byBlock {
-		go func() { errs <- p.ledger.Update(ctx, start, reserveIn(r, res, ws)) }()
+		go func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs <- p.ledger.Update(ctx, start, reserveIn(r, res, ws))
+		}()
 	}
 	var first error
 	for range byBlock {
@@ -547,6 +601,9 @@ func firstNonEmpty[T ~string](a, b T) T {
 	}
 	return b
 }
+
+// blockWrites is how many block writes of one request run at once.
+const blockWrites = 8
 
 // releaseTimeout bounds giving back a refused request's entries.
 const releaseTimeout = 5 * time.Second

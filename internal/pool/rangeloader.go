@@ -50,8 +50,12 @@ type RangeLoader struct {
 	// OnValidity is told whether the configuration in the ConfigMap is
 	// valid, on every load (for metrics).
 	OnValidity func(valid bool)
+	// OnMissing is told whether the range ConfigMap is missing while a
+	// range is kept in force (for metrics).
+	OnMissing func(missing bool)
 
 	mu      sync.Mutex
+	missing bool              // the ConfigMap is gone and the range in force was kept
 	current map[string]string // the configuration in force, canonical; nil before the first
 	refusal error             // why nothing is in force yet, when a configuration was refused
 	refused map[string]string // the configuration last refused, reported once
@@ -131,13 +135,17 @@ func (l *RangeLoader) load(ctx context.Context) {
 	var data map[string]string
 	switch {
 	case apierrors.IsNotFound(err):
-		cm = nil
+		if l.keepWithoutConfigMap(ctx) {
+			return
+		}
+		cm = nil // a first start with nothing recorded: the default range
 	case err != nil:
 		l.Log.Error(err, "reading the range ConfigMap; the range in force stays")
 		return
 	default:
 		data = cm.Data
 	}
+	l.setMissing(false)
 	alloc, err := rangeconfig.Parse(data)
 	if l.OnValidity != nil {
 		l.OnValidity(err == nil)
@@ -154,6 +162,55 @@ func (l *RangeLoader) load(ctx context.Context) {
 	l.refused = nil
 	l.apply(alloc, cm)
 	l.record(ctx)
+}
+
+// keepWithoutConfigMap handles a missing range ConfigMap: deleting it must
+// not widen the range to the default at once (clusters sharing an L2
+// network through disjoint ranges would start to overlap), so the range in
+// force stays, or on a replica that has none yet the recorded one. It
+// reports false only on a first start with no record: then the default
+// range applies. Called with l.mu held.
+func (l *RangeLoader) keepWithoutConfigMap(ctx context.Context) bool {
+	if l.current == nil {
+		alloc, ok := l.recordedRange(ctx)
+		if !ok {
+			return false
+		}
+		l.apply(alloc, nil)
+	}
+	if defaults, err := rangeconfig.Parse(nil); err == nil && maps.Equal(l.current, rangeconfig.Data(defaults)) {
+		// No ConfigMap, the default range: nothing is kept that a
+		// missing ConfigMap would change.
+		l.setMissing(false)
+		l.record(ctx)
+		return true
+	}
+	if !l.missing {
+		l.Log.Error(errors.New("range ConfigMap not found"), "the range ConfigMap is gone; the range in force stays (recreate the ConfigMap to change it)",
+			"configmap", l.Namespace+"/"+rangeconfig.ConfigMapName, "inForce", l.current)
+		l.warnOnRecord(ctx, "ConfigMap %s was deleted; the MAC range in force (%s-%s) stays. Recreate it to change the range.",
+			rangeconfig.ConfigMapName, l.current[rangeconfig.KeyStart], l.current[rangeconfig.KeyEnd])
+	}
+	l.setMissing(true)
+	l.record(ctx)
+	return true
+}
+
+func (l *RangeLoader) setMissing(missing bool) {
+	l.missing = missing
+	if l.OnMissing != nil {
+		l.OnMissing(missing)
+	}
+}
+
+// warnOnRecord puts a Warning event RangeConfigMapMissing on the record of
+// the range in force: the range ConfigMap itself is gone.
+func (l *RangeLoader) warnOnRecord(ctx context.Context, format string, args ...any) {
+	record := &corev1.ConfigMap{}
+	if err := l.Cache.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: RangeRecordName}, record); err != nil {
+		return // the log line says it all the same
+	}
+	l.Recorder.Eventf(record, nil, corev1.EventTypeWarning, "RangeConfigMapMissing", "LoadRange", format, args...)
 }
 
 // refuse reports an invalid configuration (unless report is false: it was

@@ -45,6 +45,12 @@ type Facts struct {
 	Owner OwnerState
 	// SeenBound says this replica has seen the entry bound before.
 	SeenBound bool
+	// UnboundSince is when this replica first saw the entry unbound, for
+	// the same owner, whatever renewals moved its reserved time since (zero
+	// when not known). Renewals keep an entry waiting at most twice the
+	// grace: re-sending a create that a later admission step refuses must
+	// not hold a MAC forever with no object.
+	UnboundSince time.Time
 	// OwnerGoneSince is when this replica first found the owner gone (zero
 	// when it did not): a StatefulSet's ordinal keeps its MACs for the
 	// grace period after the StatefulSet stops keeping it.
@@ -110,8 +116,10 @@ const unwatchedRetry = 30 * time.Second
 //	                                                                      owner is a collision (events on both)
 //	 5  yes                          an object carrying it for the        keep: a VM's MAC stays while its VMI or
 //	                                 owner                                launcher pod carries it
-//	 6  reserved < grace ago         not the owner                        keep, look again when the grace ends:
-//	                                                                      the object may not be stored yet
+//	 6  reserved < grace ago, and    not the owner                        keep, look again when the grace ends:
+//	    first seen unbound                                                the object may not be stored yet
+//	    < 2x grace ago (renewals
+//	    extend it no further)
 //	 7  past grace, named owner      not the owner                        look the owner up (cache, then live),
 //	    not looked up                                                     decide again
 //	 8  past grace, owner a pod      not the pod                          keep: a pod keeps its MACs until it is
@@ -155,8 +163,8 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	if f.Owner == OwnerCarries {
 		return Decision{Case: 4, Action: Keep, Bound: true}
 	}
-	if age := now.Sub(e.Reserved.Time); age < grace {
-		return Decision{Case: 6, Action: Wait, After: grace - age}
+	if after := waitForObject(f, now, grace); after > 0 {
+		return Decision{Case: 6, Action: Wait, After: after}
 	}
 	if e.Owner.Name != "" && f.Owner == OwnerNotLookedUp {
 		return Decision{Case: 7, Action: LookUpOwner}
@@ -176,6 +184,21 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 		return Decision{Case: 11, Action: Release}
 	}
 	return Decision{Case: 12, Action: Expire}
+}
+
+// waitForObject is how much longer an unbound entry waits for its object:
+// the grace period from when it was reserved or renewed, but never past
+// twice the grace from when it was first seen unbound. A create re-sent in
+// a loop and refused each time by a later admission step (an invalid spec)
+// renews its entry; without the bound it would hold the MAC forever with no
+// object. (The price: an object refused for that long and then stored
+// loses its entry, and is adopted again once it carries the MAC.)
+func waitForObject(f Facts, now time.Time, grace time.Duration) time.Duration {
+	wait := grace - now.Sub(f.Entry.Reserved.Time)
+	if !f.UnboundSince.IsZero() {
+		wait = min(wait, 2*grace-now.Sub(f.UnboundSince))
+	}
+	return wait
 }
 
 // collisions are the carriers in cs that carry the MAC for someone other

@@ -190,3 +190,31 @@ func TestDecideReportsCollisions(t *testing.T) {
 		t.Fatalf("source gone: %+v", d)
 	}
 }
+
+// Renewals keep an unbound entry waiting at most twice the grace, counted
+// from when it was first seen unbound: a create re-sent in a loop, refused
+// by a later admission step each time, cannot hold a MAC forever.
+func TestDecideRenewalsAreBounded(t *testing.T) {
+	const grace = time.Minute
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	e := &v1alpha1.MACBlockEntry{
+		Owner:    v1alpha1.Owner{Kind: carriers.Pod, Namespace: "ns", Name: "squatter"},
+		Reserved: metav1.NewMicroTime(now.Add(-10 * time.Second)), // just renewed
+	}
+	f := Facts{MAC: 0x020000000001, Entry: e, OwnerKindWatched: true, UnboundSince: now.Add(-90 * time.Second)}
+	if d := Decide(f, now, grace); d.Action != Wait || d.After != 30*time.Second {
+		t.Fatalf("unbound for 1.5 grace, renewed: %s after %s, want wait 30s (until 2x grace)", d.Action, d.After)
+	}
+	f.UnboundSince = now.Add(-2 * grace)
+	if d := Decide(f, now, grace); d.Action != LookUpOwner {
+		t.Fatalf("unbound for 2x grace, renewed 10s ago: %s, want the owner looked up", d.Action)
+	}
+	e.Reserved = metav1.NewMicroTime(now.Add(-time.Millisecond))
+	if d := Decide(f, now, grace); d.Action != LookUpOwner {
+		t.Fatalf("unbound for 2x grace, renewed just now: %s, want the owner looked up", d.Action)
+	}
+	f.Owner = OwnerGone
+	if d := Decide(f, now, grace); d.Action != Expire {
+		t.Fatalf("no such pod: %s, want expire", d.Action)
+	}
+}

@@ -79,6 +79,14 @@ type Reconciler struct {
 	seenBound map[mac.MAC]metav1.MicroTime      // entries seen bound, by their reservation time
 	reported  map[mac.MAC]map[carriers.Ref]bool // collisions already told about
 	gone      map[mac.MAC]goneOwner             // entries whose StatefulSet owner was found gone, and since when
+	unbound   map[mac.MAC]unboundEntry          // entries judged before they were ever seen bound
+}
+
+// unboundEntry is when an entry was first judged, for its owner, without
+// being seen bound.
+type unboundEntry struct {
+	owner v1alpha1.Owner
+	since time.Time
 }
 
 // goneOwner is when an entry's owner was first found gone.
@@ -114,6 +122,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.seenBound = map[mac.MAC]metav1.MicroTime{}
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
 	r.gone = map[mac.MAC]goneOwner{}
+	r.unbound = map[mac.MAC]unboundEntry{}
 	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
@@ -200,6 +209,7 @@ func (r *Reconciler) queueAll(ctx context.Context, q workqueue.TypedRateLimiting
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	r.pruneUnbound()
 	for _, name := range r.Ledger.BlockNames() {
 		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
@@ -252,6 +262,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if f.Entry != nil {
 			f.OwnerKindWatched = !isKubeVirtKind(f.Entry.Owner.Kind) || r.Indexed.KubeVirtIndexed()
 			f.SeenBound = r.wasBound(m, f.Entry)
+			f.UnboundSince = r.unboundSince(m, f.Entry, now)
 		}
 		d := Decide(f, now, r.Grace)
 		if d.Action == LookUpOwner {
@@ -352,7 +363,10 @@ func (r *Reconciler) report(log logr.Logger, j *judged) {
 		}
 	}
 	if d.Action == Release || d.Action == Expire {
-		r.forget(j.mac)
+		// An expired entry's owner stays marked unbound: the same owner
+		// reserving it again (a create re-sent in a loop) does not start a
+		// fresh grace period (pruneUnbound forgets it later).
+		r.forget(j.mac, d.Action == Release)
 	}
 }
 
@@ -507,13 +521,53 @@ func (r *Reconciler) markBound(m mac.MAC, e *v1alpha1.MACBlockEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seenBound[m] = e.Reserved
+	delete(r.unbound, m)
 }
 
-func (r *Reconciler) forget(m mac.MAC) {
+// pruneUnbound forgets the unbound marks of MACs that have had no entry
+// for long: what they guard against (the same owner reserving again at
+// once) is over.
+func (r *Reconciler) pruneUnbound() {
+	stale := r.Clock.Now().Add(-4 * r.Grace)
+	r.mu.Lock()
+	var old []mac.MAC
+	for m, u := range r.unbound {
+		if u.since.Before(stale) {
+			old = append(old, m)
+		}
+	}
+	r.mu.Unlock()
+	for _, m := range old {
+		if _, held := r.Ledger.Lookup(m); !held {
+			r.mu.Lock()
+			delete(r.unbound, m)
+			r.mu.Unlock()
+		}
+	}
+}
+
+// unboundSince returns when this replica first judged m's entry, for the
+// same owner, without seeing it bound (now, the first time), renewals
+// notwithstanding.
+func (r *Reconciler) unboundSince(m mac.MAC, e *v1alpha1.MACBlockEntry, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.unbound[m]
+	if !ok || u.owner != e.Owner {
+		u = unboundEntry{owner: e.Owner, since: now}
+		r.unbound[m] = u
+	}
+	return u.since
+}
+
+func (r *Reconciler) forget(m mac.MAC, unbound bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.seenBound, m)
 	delete(r.gone, m)
+	if unbound {
+		delete(r.unbound, m)
+	}
 }
 
 // reference is an event's regarding object for ref.

@@ -62,9 +62,17 @@ func New(label string, mode Mode, ownNamespace string) Scope {
 	return s
 }
 
+// RunLevelLabel marks OpenShift's run-level namespaces; those at run
+// level 0 or 1 hold the platform's own components, which must never wait
+// on kubemacpool.
+const RunLevelLabel = "openshift.io/run-level"
+
 // Manages reports whether objects in ns get MACs.
 func (s Scope) Manages(ns *corev1.Namespace) bool {
 	if s.excluded[ns.Name] {
+		return false
+	}
+	if level := ns.Labels[RunLevelLabel]; level == "0" || level == "1" {
 		return false
 	}
 	switch ns.Labels[s.Label] {
@@ -76,13 +84,18 @@ func (s Scope) Manages(ns *corev1.Namespace) bool {
 	return s.Mode == OptOut
 }
 
-// ManagesName looks the namespace up through r (a cache) and applies Manages.
-// A namespace that does not exist (yet, in a lagging cache) is judged by its
-// name alone under the mode, since it can carry no label we could miss.
-func (s Scope) ManagesName(ctx context.Context, r client.Reader, name string) (bool, error) {
+// ManagesName looks the namespace up through cached (the replica's cache)
+// and applies Manages. A namespace the cache does not have yet is read
+// through live: judged by its name alone, a namespace just labelled
+// allocate (opt-in) or ignore (opt-out) would get the wrong answer.
+func (s Scope) ManagesName(ctx context.Context, cached, live client.Reader, name string) (bool, error) {
 	ns := &corev1.Namespace{}
-	err := r.Get(ctx, client.ObjectKey{Name: name}, ns)
+	err := cached.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) && live != nil {
+		err = live.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
 	if apierrors.IsNotFound(err) {
+		// Gone, or never was: nothing in it can be admitted anyway.
 		ns.Name = name
 		return s.Manages(ns), nil
 	}

@@ -7,6 +7,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+func runLevel(name, level string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{RunLevelLabel: level, PodsLabel: Allocate}}}
+}
+
 func TestManages(t *testing.T) {
 	ns := func(name, value string) *corev1.Namespace {
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -28,6 +32,9 @@ func TestManages(t *testing.T) {
 		{OptIn, ns("default", Ignore), false},
 		{OptOut, ns("kube-system", Allocate), false},
 		{OptIn, ns("kubemacpool-system", Allocate), false},
+		{OptOut, runLevel("openshift-etcd", "0"), false},
+		{OptIn, runLevel("openshift-kube-apiserver", "1"), false},
+		{OptOut, runLevel("workload", "2"), true},
 	}
 	for _, c := range cases {
 		s := New(PodsLabel, c.mode, "kubemacpool-system")

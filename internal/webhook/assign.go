@@ -110,11 +110,14 @@ func refusalOutcome(err error) string {
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
 	var excluded *pool.ExcludedError
+	var pending *pool.PendingLimitError
 	switch {
 	case errors.As(err, &held):
 		return metrics.OutcomeRefusedHeld
 	case errors.As(err, &excluded):
 		return metrics.OutcomeRefusedInvalid
+	case errors.As(err, &pending):
+		return metrics.OutcomeExhausted
 	case errors.As(err, &exhausted):
 		return metrics.OutcomeExhausted
 	case errors.As(err, &invalid):
@@ -150,9 +153,11 @@ func (a *assigner) done() {
 	a.res, a.outcomes = nil, nil
 }
 
-// AdmissionTimeout bounds one admission: the API server gives up after the
-// webhook configuration's timeoutSeconds (10) anyway.
-const AdmissionTimeout = 10 * time.Second
+// AdmissionTimeout bounds one admission. It stays inside the webhook
+// configuration's timeoutSeconds (10), so a request that cannot finish is
+// answered with kubemacpool's own reason (and gives back what it reserved)
+// before the API server gives up on it with a bare timeout.
+const AdmissionTimeout = 8 * time.Second
 
 // Timed wraps a handler to record its admission latency by resource. It
 // also detaches the admission from the replica's shutdown: the webhook
@@ -171,6 +176,19 @@ func Timed(h admission.Handler) admission.Handler {
 	})
 }
 
+// tooMany refuses a request for more than limit MACs, before anything is
+// reserved: one object must not take thousands of MACs and writes.
+func tooMany(n int, what string, limit int, dryRun *bool) *admission.Response {
+	if limit <= 0 || n <= limit {
+		return nil
+	}
+	if dryRun == nil || !*dryRun {
+		metrics.Allocations.WithLabelValues(metrics.OutcomeRefusedInvalid).Inc()
+	}
+	r := admission.Denied(fmt.Sprintf("kubemacpool: this object asks for %d %s; at most %d may get MACs from kubemacpool (its --max-interfaces flag): ask for fewer, or have the limit raised", n, what, limit))
+	return &r
+}
+
 // invalidError is a refusal caused by what the user wrote.
 type invalidError struct{ msg string }
 
@@ -182,8 +200,9 @@ func refusal(err error) admission.Response {
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
 	var excluded *pool.ExcludedError
+	var pending *pool.PendingLimitError
 	switch {
-	case errors.As(err, &held), errors.As(err, &exhausted), errors.As(err, &invalid), errors.As(err, &excluded):
+	case errors.As(err, &held), errors.As(err, &exhausted), errors.As(err, &invalid), errors.As(err, &excluded), errors.As(err, &pending):
 		return admission.Denied("kubemacpool: " + err.Error())
 	case errors.Is(err, pool.ErrNotReady):
 		return admission.Errored(http.StatusServiceUnavailable, err)

@@ -48,7 +48,9 @@ type PodMutator struct {
 	// virt-launcher pod claims to belong to, a StatefulSet the cache does
 	// not know yet.
 	Live client.Reader
-	Log  logr.Logger
+	// MaxInterfaces is the most networks one pod may get MACs for.
+	MaxInterfaces int
+	Log           logr.Logger
 }
 
 // podMeta is all of a pod the mutator reads; decoding only the metadata
@@ -87,7 +89,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			return admission.Allowed("secondary networks unchanged")
 		}
 	}
-	managed, err := h.Scope.ManagesName(ctx, h.Namespaces, req.Namespace)
+	managed, err := h.Scope.ManagesName(ctx, h.Namespaces, h.Live, req.Namespace)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
@@ -104,6 +106,9 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			metrics.Allocations.WithLabelValues(metrics.OutcomeRefusedInvalid).Inc()
 		}
 		return admission.Denied("kubemacpool: " + err.Error())
+	}
+	if refused := tooMany(len(elems), "networks", h.MaxInterfaces, req.DryRun); refused != nil {
+		return *refused
 	}
 	// What the pod had stays its own; an unreadable old value had nothing.
 	oldElems, _ := multus.Parse(oldValue, req.Namespace)

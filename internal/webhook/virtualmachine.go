@@ -42,9 +42,12 @@ type VMMutator struct {
 	// judge a just-created VM missing.
 	Live client.Reader
 	// Ledger says which MACs a VM holds.
-	Ledger   *ledger.Ledger
-	Log      logr.Logger
-	Recorder events.EventRecorder
+	Ledger *ledger.Ledger
+	// MaxInterfaces is the most managed interfaces one VM or VMI may get
+	// MACs for.
+	MaxInterfaces int
+	Log           logr.Logger
+	Recorder      events.EventRecorder
 }
 
 // Handle answers one admission review.
@@ -105,7 +108,10 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	if len(managed) == 0 {
 		return admission.Allowed("no interface that needs a MAC")
 	}
-	inScope, err := h.Scope.ManagesName(ctx, h.Namespaces, req.Namespace)
+	if refused := tooMany(len(managed), "interfaces that get MACs", h.MaxInterfaces, req.DryRun); refused != nil {
+		return *refused
+	}
+	inScope, err := h.Scope.ManagesName(ctx, h.Namespaces, h.Live, req.Namespace)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}

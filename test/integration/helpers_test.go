@@ -21,6 +21,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
+	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
@@ -227,9 +228,36 @@ func setRange(t testing.TB, data map[string]string) {
 	if err != nil {
 		t.Fatalf("writing the range ConfigMap: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName}})
-	})
+	t.Cleanup(func() { resetRange(t) })
+}
+
+// resetRange puts the default range back for the next test, as a first
+// start has it. Deleting the ConfigMap alone would not: a replica keeps
+// the range in force, and one starting later takes the recorded one. So
+// the ConfigMap is set to the default first (a running replica applies
+// and records it), the record is set too (for when none runs), and then
+// the ConfigMap goes.
+func resetRange(t testing.TB) {
+	ctx := context.Background()
+	defaults, err := rangeconfig.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := rangeconfig.Data(defaults)
+	for _, name := range []string{rangeconfig.ConfigMapName, pool.RangeRecordName} {
+		cm := &corev1.ConfigMap{}
+		switch err := env.Client.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: name}, cm); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			t.Errorf("resetting the range: %v", err)
+		default:
+			cm.Data = data
+			if err := env.Client.Update(ctx, cm); err != nil {
+				t.Errorf("resetting the range: %v", err)
+			}
+		}
+	}
+	_ = env.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName}})
 }
 
 // eventsAbout lists the events.k8s.io events regarding an object.
