@@ -99,6 +99,7 @@ func (l *Ledger) flush(st *blockState) {
 func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
+	writer, live := l.clientsFor(batch)
 	name := st.start.ObjectName()
 	for attempt := 1; ; attempt++ {
 		b := NewBlock(st.start)
@@ -121,13 +122,13 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 		switch {
 		case !changed:
 			if prune && base != nil && len(b.Spec.Entries) == 0 {
-				l.deleteEmpty(ctx, b)
+				l.deleteEmpty(ctx, writer, b)
 			}
 			return
 		case base == nil:
-			err = l.Writer.Create(ctx, b)
+			err = writer.Create(ctx, b)
 		default:
-			err = l.Writer.Update(ctx, b)
+			err = writer.Update(ctx, b)
 		}
 		if err == nil {
 			metrics.LedgerWrites.WithLabelValues(metrics.WriteStored).Inc()
@@ -136,7 +137,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 			l.observeLocked(b, false)
 			l.mu.Unlock()
 			if prune && len(b.Spec.Entries) == 0 {
-				l.deleteEmpty(ctx, b)
+				l.deleteEmpty(ctx, writer, b)
 			}
 			return
 		}
@@ -153,7 +154,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 			fail(batch, fmt.Errorf("writing MAC block %s: %w", name, err))
 			return
 		}
-		if base, err = l.fresh(ctx, st); err != nil {
+		if base, err = l.fresh(ctx, live, st); err != nil {
 			fail(batch, fmt.Errorf("reading MAC block %s after a conflicting write: %w", name, err))
 			return
 		}
@@ -162,12 +163,12 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 
 // fresh reads the block from the API server (nil if it does not exist)
 // and records it.
-func (l *Ledger) fresh(ctx context.Context, st *blockState) (*v1alpha1.MACBlock, error) {
+func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) (*v1alpha1.MACBlock, error) {
 	l.mu.Lock()
 	known := st.latest
 	l.mu.Unlock()
 	b := &v1alpha1.MACBlock{}
-	err := l.Live.Get(ctx, client.ObjectKey{Name: st.start.ObjectName()}, b)
+	err := live.Get(ctx, client.ObjectKey{Name: st.start.ObjectName()}, b)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -186,8 +187,8 @@ func (l *Ledger) fresh(ctx context.Context, st *blockState) (*v1alpha1.MACBlock,
 }
 
 // deleteEmpty deletes block b if it is still the version just judged empty.
-func (l *Ledger) deleteEmpty(ctx context.Context, b *v1alpha1.MACBlock) {
-	err := l.Writer.Delete(ctx, b, client.Preconditions{UID: &b.UID, ResourceVersion: &b.ResourceVersion})
+func (l *Ledger) deleteEmpty(ctx context.Context, writer client.Writer, b *v1alpha1.MACBlock) {
+	err := writer.Delete(ctx, b, client.Preconditions{UID: &b.UID, ResourceVersion: &b.ResourceVersion})
 	switch {
 	case err == nil:
 		l.mu.Lock()
@@ -198,6 +199,20 @@ func (l *Ledger) deleteEmpty(ctx context.Context, b *v1alpha1.MACBlock) {
 	default:
 		l.Log.Error(err, "deleting an empty MAC block; it stays", "block", b.Name)
 	}
+}
+
+// clientsFor picks the clients of a batch: the repair's when every change
+// in it is the repair's, else the admissions'.
+func (l *Ledger) clientsFor(batch []*change) (client.Writer, client.Reader) {
+	if l.RepairWriter == nil || l.RepairLive == nil {
+		return l.Writer, l.Live
+	}
+	for _, ch := range batch {
+		if !ch.prune {
+			return l.Writer, l.Live
+		}
+	}
+	return l.RepairWriter, l.RepairLive
 }
 
 func fail(batch []*change, err error) {

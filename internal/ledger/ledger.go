@@ -31,6 +31,12 @@ type Ledger struct {
 	Cache  cache.Cache
 	Writer client.Client // writes blocks
 	Live   client.Reader // uncached reads, after a write lost a race
+	// RepairWriter and RepairLive, when set, carry the writes (and the
+	// reads after a lost race) of batches made only of the repair's
+	// changes: with a rate limiter of their own, a repair pass never
+	// starves the admissions, nor they the repair.
+	RepairWriter client.Client
+	RepairLive   client.Reader
 	Log    logr.Logger
 	// OnChange is told when a MAC gains or loses its entry, with the
 	// ledger's lock held: it must not call back into the ledger.

@@ -30,7 +30,9 @@ const Finalizer = "k8s.v1.cni.cncf.io/kubeMacPool"
 // leader, once KubeVirt is served.
 type FinalizerRemover struct {
 	Manager manager.Manager
-	Mapper  meta.RESTMapper
+	// Writer patches the VMs (the controllers' client).
+	Writer client.Writer
+	Mapper meta.RESTMapper
 	// Poll is how often to look for KubeVirt's CRDs until they are served.
 	Poll time.Duration
 	Log  logr.Logger
@@ -60,9 +62,8 @@ func (r *FinalizerRemover) Start(ctx context.Context) error {
 // reconcile removes the finalizer with a patch that holds only if the VM is
 // still the version read (a conflict is retried from the next version).
 func (r *FinalizerRemover) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	c := r.Manager.GetClient()
 	vm := &kubevirtv1.VirtualMachine{}
-	if err := c.Get(ctx, req.NamespacedName, vm); err != nil {
+	if err := r.Manager.GetClient().Get(ctx, req.NamespacedName, vm); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !controllerutil.ContainsFinalizer(vm, Finalizer) {
@@ -70,7 +71,7 @@ func (r *FinalizerRemover) reconcile(ctx context.Context, req reconcile.Request)
 	}
 	patch := client.MergeFromWithOptions(vm.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(vm, Finalizer)
-	if err := c.Patch(ctx, vm, patch); err != nil {
+	if err := r.Writer.Patch(ctx, vm, patch); err != nil {
 		if apierrors.IsNotFound(err) {
 			return reconcile.Result{}, nil
 		}

@@ -42,6 +42,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.StringVar(&o.TLSMinVersion, "tls-min-version", o.TLSMinVersion, "lowest TLS version the webhook and metrics servers accept: 1.2 or 1.3")
 	fs.StringVar(&cipherSuites, "tls-cipher-suites", cipherSuites, "comma-separated TLS 1.2 cipher suites (IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) for the webhook and metrics servers; empty: Go's secure defaults (TLS 1.3 suites are fixed)")
 	fs.IntVar(&o.MaxPendingPerNamespace, "max-pending-per-namespace", o.MaxPendingPerNamespace, "most MAC reservations of one namespace that may wait for their objects (made within --reservation-grace, not seen carried yet); a request beyond it is refused. 0: no bound")
+	fs.Float64Var(&o.ControllersQPS, "controllers-api-qps", o.ControllersQPS, "requests per second to the API server of the leader's controllers (repair, cleanup), apart from the webhook's --kube-api-qps")
+	fs.IntVar(&o.ControllersBurst, "controllers-api-burst", o.ControllersBurst, "burst of the controllers' requests to the API server")
 	fs.IntVar(&o.MaxInterfaces, "max-interfaces", o.MaxInterfaces, "most networks one pod, or managed interfaces one VM or VMI, may get MACs for; a request asking for more is refused before anything is reserved")
 	return func() error {
 		var err error

@@ -18,6 +18,7 @@ func TestArgsRoundTrip(t *testing.T) {
 	o.PodNamespaces, o.VMNamespaces = scope.OptIn, scope.OptOut
 	o.MetricsSecure, o.LeaderElection = false, false
 	o.CertMode, o.CertHosts = CertModeFiles, []string{"a.example", "10.0.0.1"}
+	o.ControllersQPS, o.ControllersBurst, o.MaxPendingPerNamespace = 7.5, 9, 11
 	o.TLSMinVersion, o.TLSCipherSuites, o.MaxInterfaces = "1.3", []string{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"}, 8
 
 	got := Defaults()

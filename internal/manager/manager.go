@@ -117,6 +117,13 @@ type Options struct {
 	// MaxPendingPerNamespace bounds a namespace's reservations waiting
 	// for their objects (0: no bound).
 	MaxPendingPerNamespace int
+
+	// ControllersQPS and ControllersBurst are the rate limit of the client
+	// the leader's controllers (repair, finalizer cleanup) write and read
+	// live with; the webhook's client has its own (--kube-api-qps), so
+	// neither starves the other.
+	ControllersQPS   float64
+	ControllersBurst int
 }
 
 // Defaults are the production defaults.
@@ -150,6 +157,8 @@ func Defaults() Options {
 		TLSMinVersion:          "1.2",
 		MaxInterfaces:          32,
 		MaxPendingPerNamespace: 256,
+		ControllersQPS:         50,
+		ControllersBurst:       100,
 	}
 }
 
@@ -187,6 +196,9 @@ func (o Options) Validate() error {
 	}
 	if _, err := tlsconfig.Parse(o.TLSMinVersion, o.TLSCipherSuites); err != nil {
 		errs = append(errs, err)
+	}
+	if o.ControllersQPS <= 0 || o.ControllersBurst < 1 {
+		errs = append(errs, fmt.Errorf("--controllers-api-qps and --controllers-api-burst must be positive, got %v and %d", o.ControllersQPS, o.ControllersBurst))
 	}
 	if o.MaxPendingPerNamespace < 0 {
 		errs = append(errs, fmt.Errorf("--max-pending-per-namespace must not be negative, got %d", o.MaxPendingPerNamespace))
@@ -293,13 +305,21 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			return nil, err
 		}
 	}
+	// The controllers' own client: its rate limiter is theirs alone.
+	controllersCfg := rest.CopyConfig(cfg)
+	controllersCfg.QPS, controllersCfg.Burst = float32(o.ControllersQPS), o.ControllersBurst
+	controllers, err := client.New(controllersCfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("creating the controllers' client: %w", err)
+	}
 	recorder := mgr.GetEventRecorder("kubemacpool")
 	// One clock for the pool's reservations and the repair's grace.
 	clk := clock.RealClock{}
-	book := &ledger.Ledger{Cache: mgr.GetCache(), Writer: mgr.GetClient(), Live: mgr.GetAPIReader(), Log: log.WithName("ledger")}
+	book := &ledger.Ledger{Cache: mgr.GetCache(), Writer: mgr.GetClient(), Live: mgr.GetAPIReader(),
+		RepairWriter: controllers, RepairLive: controllers, Log: log.WithName("ledger")}
 	macPool := pool.New(book, clk)
 	repairer := &repair.Reconciler{
-		Ledger: book, Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Recorder: recorder, Clock: clk,
+		Ledger: book, Cache: mgr.GetCache(), Live: controllers, Recorder: recorder, Clock: clk,
 		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8,
 	}
 	// The repair judges a block from the ledger's index, so it is told of
@@ -379,7 +399,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	if err := mgr.Add(&legacy.FinalizerRemover{
-		Manager: mgr, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
+		Manager: mgr, Writer: controllers, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
 	}); err != nil {
 		return nil, err
 	}
