@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -44,6 +48,8 @@ func main() {
 		fail(err)
 	}
 
+	setMemoryLimit(log)
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		fail(fmt.Errorf("no Kubernetes configuration found (in-cluster, --kubeconfig or $KUBECONFIG): %w", err))
@@ -58,6 +64,23 @@ func main() {
 	if err := kmp.Run(ctx); err != nil {
 		fail(err)
 	}
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
+// container's (MEMORY_LIMIT, in bytes, from the Deployment), unless
+// GOMEMLIMIT says otherwise: without it the heap may grow to twice what is
+// live before a collection, and a replica near its limit is killed rather
+// than slowed.
+func setMemoryLimit(log logr.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit, err := strconv.ParseInt(strings.TrimSpace(os.Getenv("MEMORY_LIMIT")), 10, 64)
+	if err != nil || limit <= 0 {
+		return // no limit given (or not a number): the runtime's default
+	}
+	debug.SetMemoryLimit(limit / 10 * 9)
+	log.Info("Go memory limit set from the container's", "limitBytes", limit, "goMemLimitBytes", limit/10*9)
 }
 
 func fail(err error) {

@@ -7,11 +7,9 @@
 package applied
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
@@ -67,16 +65,8 @@ func GivenTo(owner v1alpha1.Owner, pod *corev1.Pod) bool {
 // pod. It returns nil when they agree, and also when Multus has reported
 // nothing yet (no network-status: the pod's sandbox is not set up).
 func Check(pod *corev1.Pod, gave func(mac.MAC) bool) []Mismatch {
-	status, ok := pod.Annotations[nadv1.NetworkStatusAnnot]
+	reported, ok := collision.NetworkStatus(pod)
 	if !ok {
-		// the older spelling, still written by some Multus versions
-		status, ok = pod.Annotations[collision.OldNetworkStatusAnnotation]
-	}
-	if !ok {
-		return nil
-	}
-	var reported []nadv1.NetworkStatus
-	if err := json.Unmarshal([]byte(status), &reported); err != nil {
 		return nil
 	}
 	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
@@ -84,41 +74,22 @@ func Check(pod *corev1.Pod, gave func(mac.MAC) bool) []Mismatch {
 		return nil
 	}
 	// A network listed twice has two status entries, in order; an element
-	// naming its interface is matched by it.
-	byNetwork := map[string][]nadv1.NetworkStatus{}
-	for _, r := range reported {
-		if !r.Default {
-			byNetwork[r.Name] = append(byNetwork[r.Name], r)
-		}
-	}
+	// naming its interface is matched by it (the first 32 elements, as the
+	// collision detector reads them).
 	var out []Mismatch
-	for i := range elems {
+	for i, j := range collision.MatchStatus(elems, reported) {
 		e := &elems[i]
 		given, err := mac.Parse(e.MAC())
 		if err != nil || !gave(given) {
 			continue
 		}
-		r, found := take(byNetwork, e.NetworkKey(), e.Interface())
 		var seen mac.MAC
-		if found {
-			seen, _ = mac.Parse(r.Mac) // unparsable: reported as no MAC
+		if j >= 0 {
+			seen, _ = mac.Parse(reported[j].Mac) // unparsable: reported as no MAC
 		}
 		if seen != given {
 			out = append(out, Mismatch{Network: e.NetworkKey(), Interface: e.Interface(), Given: given, Seen: seen})
 		}
 	}
 	return out
-}
-
-// take removes and returns the status entry of network (with iface, when
-// given; else the first).
-func take(byNetwork map[string][]nadv1.NetworkStatus, network, iface string) (nadv1.NetworkStatus, bool) {
-	list := byNetwork[network]
-	for i, r := range list {
-		if iface == "" || r.Interface == iface {
-			byNetwork[network] = append(list[:i:i], list[i+1:]...)
-			return r, true
-		}
-	}
-	return nadv1.NetworkStatus{}, false
 }

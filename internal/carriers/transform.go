@@ -1,6 +1,9 @@
 package carriers
 
 import (
+	"encoding/json"
+	"strconv"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +32,11 @@ func Slim(obj any) (any, error) {
 	case *appsv1.StatefulSet:
 		return slimStatefulSet(o), nil
 	}
+	// Everything else cached (namespaces, MAC blocks, ConfigMaps, ...)
+	// keeps its fields but loses managedFields, which nothing reads.
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
 	return obj, nil
 }
 
@@ -45,33 +53,100 @@ func slimStatefulSet(set *appsv1.StatefulSet) *appsv1.StatefulSet {
 	return slim
 }
 
-// slimMeta keeps identity, labels and owners; managedFields and the other
-// annotations go.
+// slimMeta keeps identity and lifecycle; labels, annotations, owners and
+// managedFields go (each kind keeps what it reads of them).
 func slimMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name: m.Name, Namespace: m.Namespace, GenerateName: m.GenerateName, UID: m.UID,
 		ResourceVersion: m.ResourceVersion, CreationTimestamp: m.CreationTimestamp,
-		DeletionTimestamp: m.DeletionTimestamp, Labels: m.Labels,
+		DeletionTimestamp: m.DeletionTimestamp,
 	}
 }
 
-// slimPod keeps the Multus annotations, the phase, and the owner of a
-// virt-launcher pod (what makes it one).
+// slimPod keeps the phase, the owner of a virt-launcher pod (what makes
+// it one), and the Multus annotations rewritten to what is read of them:
+// each network's name, namespace, interface and MAC, and the network-status
+// entries paired with those networks (collision.MatchStatus), with a count
+// of those dropped. Both annotations are user-writable, up to 256 KiB each,
+// on every pod of the cluster: cached whole they would let one tenant's
+// padded pods exhaust every replica's memory.
 func slimPod(pod *corev1.Pod) *corev1.Pod {
 	slim := &corev1.Pod{ObjectMeta: slimMeta(&pod.ObjectMeta)}
 	if _, launcher := kubevirt.LauncherOf(pod); launcher {
+		slim.Labels = map[string]string{kubevirt.LauncherLabel: pod.Labels[kubevirt.LauncherLabel]}
 		slim.OwnerReferences = pod.OwnerReferences
 	}
-	for _, key := range []string{multus.NetworksAnnotation, collision.NetworkStatusAnnotation, collision.OldNetworkStatusAnnotation} {
-		if v, ok := pod.Annotations[key]; ok {
-			if slim.Annotations == nil {
-				slim.Annotations = map[string]string{}
+	slim.Status.Phase = pod.Status.Phase
+	annotations := map[string]string{}
+	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
+	if err == nil && len(elems) > 0 {
+		annotations[multus.NetworksAnnotation] = compactNetworks(elems)
+	}
+	if entries, ok := collision.NetworkStatus(pod); ok {
+		if err != nil {
+			elems = nil
+		}
+		var kept []collision.StatusEntry
+		dropped := 0
+		matched := collision.MatchStatus(elems, entries)
+		isMatched := map[int]bool{}
+		for _, j := range matched {
+			if j >= 0 {
+				isMatched[j] = true
 			}
-			slim.Annotations[key] = v
+		}
+		for j, e := range entries {
+			switch {
+			case isMatched[j]:
+				kept = append(kept, collision.StatusEntry{Name: e.Name, Interface: e.Interface, Mac: e.Mac})
+			case !e.Default:
+				dropped++
+			}
+		}
+		// The pairing is kept: entries in their order, each still first of
+		// its network and interface.
+		data, _ := json.Marshal(compactStatus(kept))
+		annotations[collision.NetworkStatusAnnotation] = string(data)
+		if dropped > 0 {
+			annotations[collision.UnreadAnnotation] = strconv.Itoa(dropped)
 		}
 	}
-	slim.Status.Phase = pod.Status.Phase
+	if len(annotations) > 0 {
+		slim.Annotations = annotations
+	}
 	return slim
+}
+
+// compactNetworks renders elements with only the keys kubemacpool reads.
+func compactNetworks(elems []multus.Element) string {
+	type element struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+		Interface string `json:"interface,omitempty"`
+		MAC       string `json:"mac,omitempty"`
+	}
+	out := make([]element, len(elems))
+	for i := range elems {
+		e := &elems[i]
+		out[i] = element{Name: e.Name(), Namespace: e.Namespace(), Interface: e.Interface(), MAC: e.MAC()}
+	}
+	data, _ := json.Marshal(out)
+	return string(data)
+}
+
+// statusEntry is a network-status entry with only what is read of it.
+type statusEntry struct {
+	Name      string `json:"name"`
+	Interface string `json:"interface,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+}
+
+func compactStatus(entries []collision.StatusEntry) []statusEntry {
+	out := make([]statusEntry, len(entries))
+	for i, e := range entries {
+		out[i] = statusEntry{Name: e.Name, Interface: e.Interface, MAC: e.Mac}
+	}
+	return out
 }
 
 // slimVM keeps the template's interfaces and networks, the run strategy

@@ -7,10 +7,13 @@ package collision
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -57,6 +60,56 @@ func (r Reporter) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Nam
 // to make a metric series, or an event on another pod, per MAC it lists.
 const MaxReported = 32
 
+// UnreadAnnotation is written by the cache transform on a pod whose
+// network-status it shortened: how many entries it dropped unread.
+const UnreadAnnotation = "kubemacpool.io/network-status-unread"
+
+// StatusEntry is one Multus network-status entry, as the Network Plumbing
+// WG's types spell it.
+type StatusEntry = nadv1.NetworkStatus
+
+// NetworkStatus returns a pod's network-status entries (the older
+// annotation when the newer is absent); false when there is none, or it is
+// not a JSON list of entries.
+func NetworkStatus(pod *corev1.Pod) ([]StatusEntry, bool) {
+	status, ok := pod.Annotations[NetworkStatusAnnotation]
+	if !ok {
+		status, ok = pod.Annotations[OldNetworkStatusAnnotation]
+	}
+	if !ok {
+		return nil, false
+	}
+	var entries []StatusEntry
+	if err := json.Unmarshal([]byte(status), &entries); err != nil {
+		return nil, false
+	}
+	return entries, true
+}
+
+// MatchStatus pairs each network element of a pod's annotation (the first
+// MaxReported) with the network-status entry Multus wrote for it: the first
+// entry not yet paired, not the cluster network's, of the same network and,
+// when the element names one, the same interface. matched[i] is the index
+// in entries of elems[i]'s, or -1.
+func MatchStatus(elems []multus.Element, entries []StatusEntry) (matched []int) {
+	if len(elems) > MaxReported {
+		elems = elems[:MaxReported]
+	}
+	used := make([]bool, len(entries))
+	matched = make([]int, len(elems))
+	for i := range elems {
+		matched[i] = -1
+		for j, e := range entries {
+			if used[j] || e.Default || e.Name != elems[i].NetworkKey() || (elems[i].Interface() != "" && e.Interface != elems[i].Interface()) {
+				continue
+			}
+			used[j], matched[i] = true, j
+			break
+		}
+	}
+	return matched
+}
+
 // FromPod returns what a running pod reports: the MAC Multus reports for
 // each network of its networks annotation (one per network element, the
 // first MaxReported), the secondary networks kubemacpool manages. The
@@ -72,43 +125,32 @@ func FromPod(pod *corev1.Pod) (Reporter, bool) {
 	if ref, ok := kubevirt.LauncherOf(pod); ok {
 		r.LauncherOf = &LauncherClaim{Name: ref.Name, UID: ref.UID}
 	}
-	status := pod.Annotations[NetworkStatusAnnotation]
-	if status == "" {
-		status = pod.Annotations[OldNetworkStatusAnnotation]
-	}
-	var entries []struct {
-		Name      string `json:"name"`
-		Interface string `json:"interface"`
-		MAC       string `json:"mac"`
-		Default   bool   `json:"default"`
-	}
-	if err := json.Unmarshal([]byte(status), &entries); err != nil {
+	entries, ok := NetworkStatus(pod)
+	if !ok {
 		return r, false
 	}
 	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
 	if err != nil {
 		elems = nil
 	}
-	if len(elems) > MaxReported {
-		elems = elems[:MaxReported]
-	}
-	used := make([]bool, len(entries))
-	for i := range elems {
-		for j, e := range entries {
-			if used[j] || e.Default || e.Name != elems[i].NetworkKey() || (elems[i].Interface() != "" && e.Interface != elems[i].Interface()) {
-				continue
-			}
-			used[j] = true
-			if m, err := mac.Parse(e.MAC); err == nil {
-				r.MACs = append(r.MACs, m)
-			}
-			break
+	read := 0
+	for _, j := range MatchStatus(elems, entries) {
+		if j < 0 {
+			continue
+		}
+		read++
+		if m, err := mac.Parse(entries[j].Mac); err == nil {
+			r.MACs = append(r.MACs, m)
 		}
 	}
-	for j, e := range entries {
-		if !used[j] && !e.Default {
+	for _, e := range entries {
+		if !e.Default {
 			r.Ignored++
 		}
+	}
+	r.Ignored -= read
+	if n, err := strconv.Atoi(pod.Annotations[UnreadAnnotation]); err == nil && n > 0 {
+		r.Ignored += n
 	}
 	return r, len(r.MACs) > 0 || r.Ignored > 0
 }

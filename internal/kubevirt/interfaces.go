@@ -92,6 +92,10 @@ func IsMigrationReceiver(vm *kubevirtv1.VirtualMachine) bool {
 	return vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == kubevirtv1.RunStrategyWaitAsReceiver
 }
 
+// LauncherLabel is the label KubeVirt puts on its pods ("virt-launcher" on
+// the pod a VMI runs in).
+const LauncherLabel = "kubevirt.io"
+
 // LauncherOf returns the reference to the VirtualMachineInstance whose
 // virt-launcher pod this is: the pod KubeVirt runs a VM in. It carries the
 // MACs of that VMI (held by the VMI, or by the VM that owns it), so the pod
@@ -100,7 +104,7 @@ func IsMigrationReceiver(vm *kubevirtv1.VirtualMachine) bool {
 // writable by any user, so the webhook also checks the VMI exists and that
 // the pod carries only its MACs.
 func LauncherOf(pod metav1.Object) (metav1.OwnerReference, bool) {
-	if pod.GetLabels()["kubevirt.io"] != "virt-launcher" {
+	if pod.GetLabels()[LauncherLabel] != "virt-launcher" {
 		return metav1.OwnerReference{}, false
 	}
 	for _, ref := range pod.GetOwnerReferences() {

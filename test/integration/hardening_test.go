@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -200,6 +201,9 @@ func TestFreshOptInNamespace(t *testing.T) {
 	unlabelled := newNamespace(t, nil)
 	p := createPod(t, pod(unlabelled, "first", `[{"name":"a"}]`))
 	g.Expect(p.Annotations[multus.NetworksAnnotation]).To(Equal(`[{"name":"a"}]`), "opt-in: an unlabelled namespace is left alone")
+	// Later tests run in opt-out mode, where this pod would be one that
+	// escaped with no MAC.
+	g.Expect(env.Client.Delete(context.Background(), p, client.GracePeriodSeconds(0))).To(Succeed())
 }
 
 // OpenShift's platform namespaces (run level 0 or 1) are never mutated.

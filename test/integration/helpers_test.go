@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -244,19 +246,34 @@ func resetRange(t testing.TB) {
 		t.Fatal(err)
 	}
 	data := rangeconfig.Data(defaults)
-	for _, name := range []string{rangeconfig.ConfigMapName, pool.RangeRecordName} {
-		cm := &corev1.ConfigMap{}
-		switch err := env.Client.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: name}, cm); {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			t.Errorf("resetting the range: %v", err)
-		default:
-			cm.Data = data
-			if err := env.Client.Update(ctx, cm); err != nil {
-				t.Errorf("resetting the range: %v", err)
+	reset := func(name string) (bool, error) {
+		changed := false
+		// A running replica may be rewriting the record meanwhile.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm := &corev1.ConfigMap{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: name}, cm); err != nil {
+				return client.IgnoreNotFound(err)
 			}
+			if maps.Equal(cm.Data, data) {
+				return nil
+			}
+			changed = true
+			cm.Data = data
+			return env.Client.Update(ctx, cm)
+		})
+		return changed, err
+	}
+	for _, name := range []string{rangeconfig.ConfigMapName, pool.RangeRecordName} {
+		if _, err := reset(name); err != nil {
+			t.Errorf("resetting the range: %v", err)
 		}
 	}
+	// A replica that had not applied the default yet may have recorded
+	// its range again: settle.
+	NewWithT(t).Eventually(func() (bool, error) {
+		changed, err := reset(pool.RangeRecordName)
+		return !changed, err
+	}).WithTimeout(10 * time.Second).WithPolling(500 * time.Millisecond).MustPassRepeatedly(3).Should(BeTrue())
 	_ = env.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: rangeconfig.ConfigMapName}})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
+	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
 // The range comes from the ConfigMap, changes apply live, MACs held outside
@@ -310,7 +311,9 @@ func removeEntry(g Gomega, m mac.MAC) {
 func ignoredNamespace(g Gomega, c client.Client, name string) bool {
 	ns := &corev1.Namespace{}
 	g.Expect(c.Get(context.Background(), client.ObjectKey{Name: name}, ns)).To(Succeed())
-	return ns.Labels["mutatepods.kubemacpool.io"] == "ignore"
+	// As the webhook judges it in opt-out mode: labelled ignore, or one of
+	// OpenShift's platform namespaces.
+	return !scope.New(scope.PodsLabel, scope.OptOut, managerNamespace).Manages(ns)
 }
 
 // A pod keeps the MACs it was created with: Multus set its interfaces up

@@ -46,7 +46,12 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
 	// The webhook-source component narrows the webhook port to a CIDR.
 	overlay := t.TempDir()
-	g.Expect(os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: ["+filepath.Join(env.Root, "config/default")+"]\ncomponents: ["+filepath.Join(env.Root, "config/components/webhook-source")+"]\n"), 0o644)).To(Succeed())
+	rel := func(dir string) string {
+		r, err := filepath.Rel(overlay, filepath.Join(env.Root, dir))
+		g.Expect(err).NotTo(HaveOccurred())
+		return r
+	}
+	g.Expect(os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: ["+rel("config/default")+"]\ncomponents: ["+rel("config/components/webhook-source")+"]\n"), 0o644)).To(Succeed())
 	narrowed, err := exec.Command("kubectl", "kustomize", overlay).CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), "%s", narrowed)
 	g.Expect(string(narrowed)).To(ContainSubstring("cidr: 192.0.2.0/24"))
