@@ -99,11 +99,31 @@ func startManager(t testing.TB, o manager.Options) *running {
 // startManagerOn is startManager against a given control plane.
 func startManagerOn(t testing.TB, e *testenv.Env, o manager.Options) *running {
 	t.Helper()
-	r := launchManagerOn(t, e, o)
-	if _, err := r.proc.WaitReady(context.Background(), 60*time.Second); err != nil {
+	for attempt := 1; ; attempt++ {
+		r := launchManagerOn(t, e, o)
+		_, err := r.proc.WaitReady(context.Background(), 60*time.Second)
+		if err == nil {
+			return r
+		}
+		// A port FreePort found free may be taken as the source port of
+		// some connection before the replica binds it: pick another.
+		if attempt < 3 && logSays(r.proc.LogPath, "bind: address already in use") {
+			port, perr := testenv.FreePort()
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", port)
+			t.Logf("kubemacpool could not bind a port (attempt %d); retrying with probes on %s", attempt, o.ProbeAddr)
+			continue
+		}
 		t.Fatalf("kubemacpool not ready: %v", err)
 	}
-	return r
+}
+
+// logSays reports whether the log at path contains s.
+func logSays(path, s string) bool {
+	data, err := os.ReadFile(path)
+	return err == nil && strings.Contains(string(data), s)
 }
 
 // launchManagerOn runs kubemacpool with o until the test ends (or Stop),
