@@ -37,7 +37,10 @@ type Ledger struct {
 	// starves the admissions, nor they the repair.
 	RepairWriter client.Client
 	RepairLive   client.Reader
-	Log    logr.Logger
+	// RecentWindow is how long an entry counts as recent (ReservedSince):
+	// the reservation grace. Zero: recent reservations are not tracked.
+	RecentWindow time.Duration
+	Log          logr.Logger
 	// OnChange is told when a MAC gains or loses its entry, with the
 	// ledger's lock held: it must not call back into the ledger.
 	OnChange func(m mac.MAC, held bool)
@@ -51,7 +54,7 @@ type Ledger struct {
 	// its entries.
 	recent  map[string][]mac.MAC
 	entries int
-	synced      atomic.Bool
+	synced  atomic.Bool
 }
 
 type ownerKey struct{ kind, namespace, name string }
@@ -170,13 +173,13 @@ func (l *Ledger) diffLocked(start mac.MAC, before, after *v1alpha1.MACBlock) {
 					l.indexOwnerLocked(e.Owner, m)
 				}
 				if prev.Owner != e.Owner || !prev.Reserved.Equal(&e.Reserved) {
-					l.recent[e.Owner.Namespace] = append(l.recent[e.Owner.Namespace], m)
+					l.noteRecentLocked(e, m)
 				}
 				continue
 			}
 			l.entries++
 			l.indexOwnerLocked(e.Owner, m)
-			l.recent[e.Owner.Namespace] = append(l.recent[e.Owner.Namespace], m)
+			l.noteRecentLocked(e, m)
 			if l.OnChange != nil {
 				l.OnChange(m, true)
 			}
@@ -274,14 +277,35 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 	return out
 }
 
+// recentCompactAt is the length at which a namespace's list of recent
+// reservations is compacted as it grows (a namespace nobody admits into,
+// whose MACs are only adopted, is never compacted by ReservedSince).
+const recentCompactAt = 1024
+
+// noteRecentLocked records that e, for m, appeared or was renewed.
+func (l *Ledger) noteRecentLocked(e *v1alpha1.MACBlockEntry, m mac.MAC) {
+	if l.RecentWindow <= 0 || e.Reserved.Time.Before(time.Now().Add(-l.RecentWindow)) {
+		return // not tracked, or too old to be waiting for its object
+	}
+	ns := e.Owner.Namespace
+	l.recent[ns] = append(l.recent[ns], m)
+	if len(l.recent[ns]) >= recentCompactAt && len(l.recent[ns])%recentCompactAt == 0 {
+		l.reservedSinceLocked(ns, time.Now().Add(-l.RecentWindow))
+	}
+}
+
 // ReservedSince returns the entries of namespace's owners reserved (or
 // renewed) at or after since: the ones that may still be waiting for their
 // object. It forgets what is older as it goes, so its cost follows the
 // namespace's recent reservations, not all of its entries; since must not
-// go backwards between calls.
+// go backwards between calls, nor be earlier than RecentWindow ago.
 func (l *Ledger) ReservedSince(namespace string, since time.Time) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.reservedSinceLocked(namespace, since)
+}
+
+func (l *Ledger) reservedSinceLocked(namespace string, since time.Time) []Entry {
 	var out []Entry
 	kept := l.recent[namespace][:0]
 	seen := map[mac.MAC]bool{}

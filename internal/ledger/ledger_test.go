@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
@@ -59,5 +61,31 @@ func TestIndexNormalisesHandEditedBlocks(t *testing.T) {
 	}
 	if b := l.Block(BlockName(0x020000000105)); len(b.Spec.Entries) != 1 || b.Spec.Held != 1 {
 		t.Fatalf("stored %+v", b.Spec)
+	}
+}
+
+// ReservedSince lists a namespace's entries made or renewed since a time,
+// from a list it keeps short as it reads it and as it grows.
+func TestReservedSince(t *testing.T) {
+	l := &Ledger{RecentWindow: time.Hour}
+	now := time.Now()
+	b := NewBlock(0x020000000100)
+	b.UID, b.ResourceVersion = "uid-a", "1"
+	for off, age := range []time.Duration{2 * time.Hour, time.Minute, 10 * time.Second} {
+		b.Spec.Entries = append(b.Spec.Entries, v1alpha1.MACBlockEntry{Offset: int32(off),
+			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}, Reserved: metav1.NewMicroTime(now.Add(-age))})
+	}
+	l.seen(b, false)
+	if got := l.ReservedSince("ns", now.Add(-5*time.Minute)); len(got) != 2 {
+		t.Fatalf("since 5m: %d entries, want 2 (the one 2h old is not recent)", len(got))
+	}
+	if got := l.ReservedSince("ns", now.Add(-30*time.Second)); len(got) != 1 || got[0].Offset != 2 {
+		t.Fatalf("since 30s: %+v, want offset 2", got)
+	}
+	if len(l.recent["ns"]) != 1 {
+		t.Fatalf("the list kept %d MACs, want only the one still recent", len(l.recent["ns"]))
+	}
+	if got := l.ReservedSince("other", now.Add(-time.Hour)); len(got) != 0 {
+		t.Fatalf("another namespace: %+v", got)
 	}
 }

@@ -316,7 +316,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	// One clock for the pool's reservations and the repair's grace.
 	clk := clock.RealClock{}
 	book := &ledger.Ledger{Cache: mgr.GetCache(), Writer: mgr.GetClient(), Live: mgr.GetAPIReader(),
-		RepairWriter: controllers, RepairLive: controllers, Log: log.WithName("ledger")}
+		RepairWriter: controllers, RepairLive: controllers, RecentWindow: o.ReservationGrace, Log: log.WithName("ledger")}
 	macPool := pool.New(book, clk)
 	repairer := &repair.Reconciler{
 		Ledger: book, Cache: mgr.GetCache(), Live: controllers, Recorder: recorder, Clock: clk,

@@ -25,7 +25,7 @@ func TestClaimOf(t *testing.T) {
 		{"web-012", ref("apps/v1", "StatefulSet", true), false, 0}, // not a name the controller makes
 		{"web-x", ref("apps/v1", "StatefulSet", true), false, 0},
 		{"other-0", ref("apps/v1", "StatefulSet", true), false, 0},
-		{"web-0", ref("apps/v1", "StatefulSet", false), false, 0},        // not the controller
+		{"web-0", ref("apps/v1", "StatefulSet", false), false, 0},       // not the controller
 		{"web-0", ref("example.com/v1", "StatefulSet", true), false, 0}, // another group's kind
 		{"web-0", ref("apps/v1", "ReplicaSet", true), false, 0},
 	}
