@@ -13,7 +13,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/kubemacpool ./cmd/kubemacpool
-	@# The same binary is the kubectl plugin `kubectl macpool` (status, who, collisions).
+	@# The same binary is the kubectl plugin `kubectl macpool` (status, who, collisions, not-applied).
 	@ln -sf kubemacpool $(BIN)/kubectl-macpool
 
 # kube-apiserver and etcd, built from the pinned sources in hack/tools into
