@@ -37,7 +37,7 @@ type Ledger struct {
 	// starves the admissions, nor they the repair.
 	RepairWriter client.Client
 	RepairLive   client.Reader
-	// RecentWindow is how long an entry counts as recent (ReservedSince):
+	// RecentWindow is how long an entry counts as recent (Waiting):
 	// the reservation grace. Zero: recent reservations are not tracked.
 	RecentWindow time.Duration
 	Log          logr.Logger
@@ -279,7 +279,7 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 
 // recentCompactAt is the length at which a namespace's list of recent
 // reservations is compacted as it grows (a namespace nobody admits into,
-// whose MACs are only adopted, is never compacted by ReservedSince).
+// whose MACs are only adopted, is never compacted by Waiting).
 const recentCompactAt = 1024
 
 // noteRecentLocked records that e, for m, appeared or was renewed.
@@ -290,47 +290,51 @@ func (l *Ledger) noteRecentLocked(e *v1alpha1.MACBlockEntry, m mac.MAC) {
 	ns := e.Owner.Namespace
 	l.recent[ns] = append(l.recent[ns], m)
 	if len(l.recent[ns]) >= recentCompactAt && len(l.recent[ns])%recentCompactAt == 0 {
-		l.reservedSinceLocked(ns, time.Now().Add(-l.RecentWindow))
+		l.compactRecentLocked(ns, time.Now().Add(-l.RecentWindow), nil)
 	}
 }
 
-// ReservedSince returns the entries of namespace's owners reserved (or
-// renewed) at or after since: the ones that may still be waiting for their
-// object. It forgets what is older as it goes, so its cost follows the
-// namespace's recent reservations, not all of its entries; since must not
-// go backwards between calls, nor be earlier than RecentWindow ago.
-func (l *Ledger) ReservedSince(namespace string, since time.Time) []Entry {
+// Waiting counts the entries of namespace's owners reserved (or renewed)
+// at or after since that are still waiting for their object, as waiting
+// (called with the ledger's lock held; it must not call back into the
+// ledger) judges their MACs. Entries that are older, or no longer waiting,
+// leave the list it keeps, so its cost follows the namespace's reservations
+// still waiting, not all of its entries; since must not go backwards
+// between calls, nor be earlier than RecentWindow ago.
+func (l *Ledger) Waiting(namespace string, since time.Time, waiting func(mac.MAC) bool) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.reservedSinceLocked(namespace, since)
+	return l.compactRecentLocked(namespace, since, waiting)
 }
 
-func (l *Ledger) reservedSinceLocked(namespace string, since time.Time) []Entry {
-	var out []Entry
-	kept := l.recent[namespace][:0]
-	seen := map[mac.MAC]bool{}
-	for _, m := range l.recent[namespace] {
+func (l *Ledger) compactRecentLocked(namespace string, since time.Time, waiting func(mac.MAC) bool) int {
+	list := l.recent[namespace]
+	kept := list[:0]
+	var seen map[mac.MAC]bool
+	for _, m := range list {
 		if seen[m] {
 			continue
 		}
-		seen[m] = true
 		st := l.blocks[BlockName(m)]
 		if st == nil || st.latest == nil {
 			continue
 		}
 		e := Find(st.latest, Offset(m))
-		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) {
+		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) || (waiting != nil && !waiting(m)) {
 			continue
 		}
+		if seen == nil {
+			seen = map[mac.MAC]bool{}
+		}
+		seen[m] = true
 		kept = append(kept, m)
-		out = append(out, Entry{MAC: m, MACBlockEntry: *e})
 	}
 	if len(kept) == 0 {
 		delete(l.recent, namespace)
 	} else {
 		l.recent[namespace] = kept
 	}
-	return out
+	return len(kept)
 }
 
 // Len is the number of entries in the ledger.

@@ -64,28 +64,30 @@ func TestIndexNormalisesHandEditedBlocks(t *testing.T) {
 	}
 }
 
-// ReservedSince lists a namespace's entries made or renewed since a time,
-// from a list it keeps short as it reads it and as it grows.
-func TestReservedSince(t *testing.T) {
+// Waiting counts a namespace's entries made or renewed since a time that
+// still wait for their object, from a list it keeps short as it reads it.
+func TestWaiting(t *testing.T) {
 	l := &Ledger{RecentWindow: time.Hour}
 	now := time.Now()
 	b := NewBlock(0x020000000100)
 	b.UID, b.ResourceVersion = "uid-a", "1"
-	for off, age := range []time.Duration{2 * time.Hour, time.Minute, 10 * time.Second} {
+	for off, age := range []time.Duration{2 * time.Hour, time.Minute, 10 * time.Second, 5 * time.Second} {
 		b.Spec.Entries = append(b.Spec.Entries, v1alpha1.MACBlockEntry{Offset: int32(off),
 			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}, Reserved: metav1.NewMicroTime(now.Add(-age))})
 	}
 	l.seen(b, false)
-	if got := l.ReservedSince("ns", now.Add(-5*time.Minute)); len(got) != 2 {
-		t.Fatalf("since 5m: %d entries, want 2 (the one 2h old is not recent)", len(got))
+	all := func(mac.MAC) bool { return true }
+	if n := l.Waiting("ns", now.Add(-5*time.Minute), all); n != 3 {
+		t.Fatalf("since 5m: %d waiting, want 3 (the one 2h old is not recent)", n)
 	}
-	if got := l.ReservedSince("ns", now.Add(-30*time.Second)); len(got) != 1 || got[0].Offset != 2 {
-		t.Fatalf("since 30s: %+v, want offset 2", got)
+	carried := mac.MAC(0x020000000103)
+	if n := l.Waiting("ns", now.Add(-30*time.Second), func(m mac.MAC) bool { return m != carried }); n != 1 {
+		t.Fatalf("since 30s, one carried: %d waiting, want 1", n)
 	}
 	if len(l.recent["ns"]) != 1 {
-		t.Fatalf("the list kept %d MACs, want only the one still recent", len(l.recent["ns"]))
+		t.Fatalf("the list kept %d MACs, want only the one still waiting", len(l.recent["ns"]))
 	}
-	if got := l.ReservedSince("other", now.Add(-time.Hour)); len(got) != 0 {
-		t.Fatalf("another namespace: %+v", got)
+	if n := l.Waiting("other", now.Add(-time.Hour), all); n != 0 {
+		t.Fatalf("another namespace: %d", n)
 	}
 }

@@ -203,17 +203,18 @@ func (e *PendingLimitError) Error() string {
 }
 
 // checkPending refuses r if its namespace has too many reservations
-// waiting.
+// waiting. A reservation waits while nothing carries its MAC: the carried
+// mark is what the index says, without asking it who.
 func (p *Pool) checkPending(r Request) error {
 	if p.maxPending <= 0 || r.DryRun {
 		return nil
 	}
-	pending := 0
-	for _, e := range p.ledger.ReservedSince(r.Owner.Namespace, p.clock.Now().Add(-p.grace)) {
-		if !ledger.Bound(e.Owner, p.carried.Of(e.MAC)) && !ledger.SameOwner(e.Owner, r.Owner) {
-			pending++
-		}
-	}
+	// Lock order: ledger, then pool (as for SetReserved).
+	pending := p.ledger.Waiting(r.Owner.Namespace, p.clock.Now().Add(-p.grace), func(m mac.MAC) bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.marks[m]&carried == 0
+	})
 	if pending+len(r.Slots) > p.maxPending {
 		return &PendingLimitError{Namespace: r.Owner.Namespace, Pending: pending, Max: p.maxPending, Grace: p.grace}
 	}
