@@ -67,10 +67,17 @@ integration: control-plane
 release:
 	kubectl kustomize config/default > config/release/kubemacpool.yaml
 
-# An OCI image archive of kubemacpool, built without a Docker daemon.
+# kubemacpool's images, built without a Docker daemon: a docker-loadable
+# archive for this machine's architecture, and an OCI image layout whose
+# index holds linux/amd64 and linux/arm64 (cross-compiled, CGO off).
+IMAGE_PLATFORMS ?= amd64 arm64
 image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/kubemacpool-static ./cmd/kubemacpool
-	$(GO) run ./hack/image -binary $(BIN)/kubemacpool-static -out $(BIN)/kubemacpool-image.tar -tag kubemacpool:latest
+	for arch in $(IMAGE_PLATFORMS); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/kubemacpool-linux-$$arch ./cmd/kubemacpool || exit 1; \
+	done
+	$(GO) run ./hack/image -binary $(BIN)/kubemacpool-static -out $(BIN)/kubemacpool-image.tar -tag kubemacpool:latest \
+	  $(foreach arch,$(IMAGE_PLATFORMS),-platform linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch)) -oci-out $(BIN)/kubemacpool-oci.tar
 
 # Regenerates deepcopy code and CRD manifests from api/.
 generate:

@@ -12,7 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // TestBuild builds an image around a tiny static program (standing in for
@@ -125,5 +128,135 @@ func TestBuild(t *testing.T) {
 	}
 	if again != digest {
 		t.Errorf("rebuild digest %v differs from first build %v", again, digest)
+	}
+}
+
+// TestBuildLayout writes the OCI layout for two platforms (binaries that
+// stand in for the cross-compiled ones) and opens it as a registry client
+// would: an index with one linux/amd64 and one linux/arm64 image, each
+// running its own binary as the nonroot user.
+func TestBuildLayout(t *testing.T) {
+	dir := t.TempDir()
+	binaries := platforms{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		path := filepath.Join(dir, "kubemacpool-"+arch)
+		if err := os.WriteFile(path, []byte("binary for "+arch), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := binaries.Set("linux/" + arch + "=" + path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "oci.tar")
+	digest, err := buildLayout(binaries, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := buildLayout(binaries, filepath.Join(dir, "again.tar"))
+	if err != nil || again != digest {
+		t.Fatalf("the same binaries gave index %s, then %s (%v)", digest, again, err)
+	}
+
+	// Unpack the tar as a layout directory.
+	unpacked := filepath.Join(dir, "layout")
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(unpacked, hdr.Name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	multi, err := layout.ImageIndexFromPath(unpacked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layout's index.json is the image index built.
+	if got, _ := multi.Digest(); got != digest {
+		t.Fatalf("layout holds index %s, built %s", got, digest)
+	}
+	m, err := multi.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIImageIndex {
+		t.Errorf("index media type %s", m.MediaType)
+	}
+	var seen []string
+	for _, d := range m.Manifests {
+		img, err := multi.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		platform := d.Platform.OS + "/" + d.Platform.Architecture
+		if d.MediaType != types.OCIManifestSchema1 {
+			t.Errorf("%s: manifest media type %s, want OCI", platform, d.MediaType)
+		}
+		seen = append(seen, platform)
+		if cfg.OS+"/"+cfg.Architecture != platform || cfg.Config.User != "65532:65532" || !slices.Equal(cfg.Config.Entrypoint, []string{"/kubemacpool"}) {
+			t.Errorf("%s: config %s/%s, user %q, entrypoint %v", platform, cfg.OS, cfg.Architecture, cfg.Config.User, cfg.Config.Entrypoint)
+		}
+		files := filesOf(t, img)
+		if string(files["kubemacpool"]) != "binary for "+d.Platform.Architecture {
+			t.Errorf("%s runs %q", platform, files["kubemacpool"])
+		}
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, []string{"linux/amd64", "linux/arm64"}) {
+		t.Fatalf("platforms %v", seen)
+	}
+}
+
+// filesOf returns the regular files of an image's only layer, by name.
+func filesOf(t *testing.T, img v1.Image) map[string][]byte {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers: %d, %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	out := map[string][]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			out[hdr.Name] = data
+		}
 	}
 }
