@@ -6,7 +6,7 @@ export GOFLAGS ?= -buildvcs=false
 BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
-.PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean \
+.PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean dist \
 	run cluster-up cluster-sync cluster-down local release image
 
 all: build
@@ -78,6 +78,19 @@ image:
 	done
 	$(GO) run ./hack/image -binary $(BIN)/kubemacpool-static -out $(BIN)/kubemacpool-image.tar -tag kubemacpool:latest \
 	  $(foreach arch,$(IMAGE_PLATFORMS),-platform linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch)) -oci-out $(BIN)/kubemacpool-oci.tar
+
+# A release: bin/dist holds the rendered manifest, the OCI image layout
+# (linux/amd64 and linux/arm64), the kubectl plugin archives for both, its
+# krew manifest (checksums computed from the archives), and SHA256SUMS.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^\([0-9]\)/v\1/; s/^\([^v]\)/v0.0.0-\1/')
+RELEASE_URL ?= https://github.com/kubemacpool/kubemacpool/releases/download/$(VERSION)
+dist: release image
+	rm -rf $(BIN)/dist && mkdir -p $(BIN)/dist
+	cp config/release/kubemacpool.yaml $(BIN)/kubemacpool-oci.tar $(BIN)/dist/
+	$(GO) run ./hack/krew -version $(VERSION) -url $(RELEASE_URL) -out $(BIN)/dist \
+	  $(foreach arch,$(IMAGE_PLATFORMS),linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch))
+	cd $(BIN)/dist && sha256sum $$(ls | grep -v SHA256SUMS) > SHA256SUMS
+	@echo "release $(VERSION) in $(BIN)/dist:" && ls $(BIN)/dist
 
 # Regenerates deepcopy code and CRD manifests from api/.
 generate:

@@ -56,6 +56,18 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), "%s", narrowed)
 	g.Expect(string(narrowed)).To(ContainSubstring("cidr: 192.0.2.0/24"))
 	g.Expect(string(narrowed)).NotTo(ContainSubstring("cidr: 0.0.0.0/0"))
+	// The pods-opt-in component gives upstream's defaults: pods opt in,
+	// VMs stay opt-out.
+	podsOptIn := t.TempDir()
+	relTo := func(dir string) string {
+		r, err := filepath.Rel(podsOptIn, filepath.Join(env.Root, dir))
+		g.Expect(err).NotTo(HaveOccurred())
+		return r
+	}
+	g.Expect(os.WriteFile(filepath.Join(podsOptIn, "kustomization.yaml"), []byte("resources: ["+relTo("config/default")+"]\ncomponents: ["+relTo("config/components/pods-opt-in")+"]\n"), 0o644)).To(Succeed())
+	upstreamLike, err := exec.Command("kubectl", "kustomize", podsOptIn).CombinedOutput()
+	g.Expect(err).NotTo(HaveOccurred(), "%s", upstreamLike)
+	g.Expect(string(upstreamLike)).To(And(ContainSubstring("--pod-namespaces=opt-in"), ContainSubstring("--vm-namespaces=opt-out")))
 	monitoring := kustomize(t, "config/prometheus")
 	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolRangeConfigInvalid", "KubeMacPoolDown", "kind: ServiceMonitor"} {
 		g.Expect(monitoring).To(ContainSubstring(alert))
