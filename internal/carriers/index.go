@@ -157,9 +157,10 @@ func (ix *Index) MACs() []mac.MAC {
 // not taken from the marks the object wrote about itself (an owner
 // reference, a label: anyone can write them, and edit them later without
 // passing the webhook):
-//   - a VMI carries a MAC for its VM only while the MAC is that VM's: the
-//     VM, with the UID of the VMI's reference, carries it too, or the
-//     ledger holds it for that VM (a template edited while the VM runs);
+//   - a VMI carries a MAC for its VM only while it bears the VM's name and
+//     the MAC is that VM's: the VM, with the UID of the VMI's reference,
+//     carries it too, or the ledger holds it for that VM (a template edited
+//     while the VM runs; an entry recorded without a UID matches any);
 //   - a virt-launcher pod carries a MAC for its VMI only while that VMI is
 //     indexed with the referenced UID and carries the same MAC; it is then
 //     followed on to whom the VMI carries it for (its VM, checked the same
@@ -180,6 +181,9 @@ func (ix *Index) resolveLocked(c Carrier) Carrier {
 	}
 	switch c.For.Kind {
 	case VirtualMachine:
+		if c.Object.Kind == VirtualMachineInstance && c.Object.Name != c.For.Name {
+			break // KubeVirt names a VM's instance after it
+		}
 		if vm, ok := ix.carrierLocked(c.For, c.MAC); ok {
 			c.ForReceiver = vm.ForReceiver
 			return c

@@ -20,7 +20,8 @@ import (
 // VM and VMI of the cluster, so each keeps only what
 // kubemacpool reads (Of, and the collision detector). It is a default
 // transform rather than a per-kind one because KubeVirt's kinds may not be
-// served when the cache is built. Objects of other kinds pass unchanged.
+// served when the cache is built. Objects of other kinds keep every field
+// but managedFields.
 func Slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
@@ -80,7 +81,11 @@ func slimPod(pod *corev1.Pod) *corev1.Pod {
 	annotations := map[string]string{}
 	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
 	if err == nil && len(elems) > 0 {
-		annotations[multus.NetworksAnnotation] = compactNetworks(elems)
+		value := pod.Annotations[multus.NetworksAnnotation]
+		if compact := compactNetworks(elems, pod.Namespace); len(compact) < len(value) {
+			value = compact // never longer: the short form may be shorter still
+		}
+		annotations[multus.NetworksAnnotation] = value
 	}
 	if entries, ok := collision.NetworkStatus(pod); ok {
 		if err != nil {
@@ -117,18 +122,22 @@ func slimPod(pod *corev1.Pod) *corev1.Pod {
 	return slim
 }
 
-// compactNetworks renders elements with only the keys kubemacpool reads.
-func compactNetworks(elems []multus.Element) string {
+// compactNetworks renders elements with only the keys kubemacpool reads
+// (the namespace only where it is not the pod's).
+func compactNetworks(elems []multus.Element, podNamespace string) string {
 	type element struct {
 		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Namespace string `json:"namespace,omitempty"`
 		Interface string `json:"interface,omitempty"`
 		MAC       string `json:"mac,omitempty"`
 	}
 	out := make([]element, len(elems))
 	for i := range elems {
 		e := &elems[i]
-		out[i] = element{Name: e.Name(), Namespace: e.Namespace(), Interface: e.Interface(), MAC: e.MAC()}
+		out[i] = element{Name: e.Name(), Interface: e.Interface(), MAC: e.MAC()}
+		if e.Namespace() != podNamespace {
+			out[i].Namespace = e.Namespace()
+		}
 	}
 	data, _ := json.Marshal(out)
 	return string(data)

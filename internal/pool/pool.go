@@ -382,6 +382,9 @@ func (p *Pool) carriedByOther(m mac.MAC, r Request) *carriers.Carrier {
 	for _, c := range p.carried.Of(m) {
 		switch {
 		case c.For.Is(owner.Kind, owner.Namespace, owner.Name, owner.UID):
+		case owner.Kind == sticky.Kind && ledger.OwnerMatches(owner, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)):
+			// The pod of the name, gone or going (the index may not have
+			// seen its delete yet): the StatefulSet's own.
 		case r.Receiver && c.For.Kind == carriers.VirtualMachine:
 		case c.ForReceiver && owner.Kind == carriers.VirtualMachine && p.holds(m, owner):
 		default:
@@ -389,6 +392,18 @@ func (p *Pool) carriedByOther(m mac.MAC, r Request) *carriers.Carrier {
 		}
 	}
 	return nil
+}
+
+// Usable reports whether m may go to r's owner: not excluded, and carried
+// for no one else. A StatefulSet pod's MACs held for its name are offered
+// back only if usable; one that is not (excluded since, or taken up by an
+// object kubemacpool never admitted) is replaced by a fresh MAC rather
+// than refusing the pod.
+func (p *Pool) Usable(m mac.MAC, r Request) bool {
+	if _, excluded := p.excludedBy(m); excluded {
+		return false
+	}
+	return p.carriedByOther(m, r) == nil
 }
 
 // holds reports whether the ledger's entry for m is owner's.

@@ -171,6 +171,11 @@ func (l *RangeLoader) load(ctx context.Context) {
 // reports false only on a first start with no record: then the default
 // range applies. Called with l.mu held.
 func (l *RangeLoader) keepWithoutConfigMap(ctx context.Context) bool {
+	// No ConfigMap holds a refused configuration any more.
+	l.refused = nil
+	if l.OnValidity != nil {
+		l.OnValidity(true)
+	}
 	if l.current == nil {
 		alloc, ok := l.recordedRange(ctx)
 		if !ok {

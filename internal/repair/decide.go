@@ -128,8 +128,10 @@ const unwatchedRetry = 30 * time.Second
 //	    the ordinal                                                       it is away, to get them back
 //	 9  past grace, a StatefulSet    not the pod                          keep, look again when the grace ends:
 //	    gone (deleted, scaled below                                       the ordinal keeps its MACs for the grace
-//	    the ordinal, opted out)                                           period after the StatefulSet lets it go
-//	    less than grace ago
+//	    the ordinal, opted out; or                                        period after the StatefulSet lets it go
+//	    its pod created again
+//	    without the MAC) less than
+//	    grace ago
 //	10  past grace                   another object, not for the owner    re-own: the entry goes to the oldest
 //	                                                                      carrier, in one guarded write, so the
 //	                                                                      MAC never looks free

@@ -129,11 +129,13 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		}
 		if o, ok := sticky.Owner(claim, set); ok {
 			// A StatefulSet's pod: it gets back, per network and interface,
-			// the MACs held for its name, and what it is given is held for
-			// its name too.
+			// the MACs held for its name (those still usable: one excluded
+			// or carried by another since is replaced, and its entry
+			// released by the repair), and what it is given is held for its
+			// name too.
 			owner = o
 			for _, e := range h.Ledger.OwnedBy(sticky.Kind, req.Namespace, claim.Name) {
-				if e.Owner == owner {
+				if e.Owner == owner && h.Pool.Usable(e.MAC, pool.Request{Owner: owner}) {
 					returning = append(returning, e)
 				}
 			}

@@ -52,6 +52,18 @@ type VMMutator struct {
 
 // Handle answers one admission review.
 func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	// Namespaces kubemacpool does not manage get nothing from it: no
+	// limits, no reads.
+	switch req.Resource.Resource {
+	case "virtualmachines", "virtualmachineinstances":
+		inScope, err := h.Scope.ManagesName(ctx, h.Namespaces, h.Live, req.Namespace)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		if !inScope {
+			return admission.Allowed("namespace not managed by kubemacpool")
+		}
+	}
 	var (
 		spec, oldSpec *kubevirtv1.VirtualMachineInstanceSpec
 		meta          metav1.ObjectMeta
@@ -111,13 +123,6 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	if refused := tooMany(len(managed), "interfaces that get MACs", h.MaxInterfaces, req.DryRun); refused != nil {
 		return *refused
 	}
-	inScope, err := h.Scope.ManagesName(ctx, h.Namespaces, h.Live, req.Namespace)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	if !inScope {
-		return admission.Allowed("namespace not managed by kubemacpool")
-	}
 
 	for _, m := range managed {
 		if parsed, err := mac.Parse(m.MAC); err == nil && parsed == mac.KubeVirtInPodBridge && m.Masquerade {
@@ -165,7 +170,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 }
 
 // notFromVM checks a VMI's claim to come from the VM ref names: the VM
-// exists with that UID, and every MAC of the VMI's managed interfaces is
+// exists with that UID, the VMI bears its name, and every MAC of the VMI's managed interfaces is
 // the VM's (in its template, or held for it in the ledger: a template just
 // edited still holds the MACs it had). It returns why the claim fails, or
 // "" when it holds.
@@ -179,6 +184,10 @@ func (h *VMMutator) notFromVM(ctx context.Context, vmi *kubevirtv1.VirtualMachin
 		return "", fmt.Errorf("reading VirtualMachine %s/%s: %w", vmi.Namespace, ref.Name, err)
 	case vm.UID != ref.UID:
 		return fmt.Sprintf("VirtualMachine %s/%s has UID %s, not %s", vmi.Namespace, ref.Name, vm.UID, ref.UID), nil
+	case vmi.Name != vm.Name:
+		// KubeVirt names a VM's instance after the VM: a second VMI with
+		// the VM's MACs would be a duplicate the repair cannot see.
+		return fmt.Sprintf("a VirtualMachine's instance is named after it (%s), not %s", vm.Name, vmi.Name), nil
 	}
 	own := map[mac.MAC]bool{}
 	for _, m := range kubevirt.ManagedInterfaces(kubevirt.VMSpec(vm)) {
