@@ -116,12 +116,6 @@ func LauncherOf(pod metav1.Object) (metav1.OwnerReference, bool) {
 	return metav1.OwnerReference{}, false
 }
 
-// IsVirtLauncher reports whether pod is a virt-launcher pod (see LauncherOf).
-func IsVirtLauncher(pod metav1.Object) bool {
-	_, ok := LauncherOf(pod)
-	return ok
-}
-
 // Served reports whether the API server serves KubeVirt's VirtualMachine
 // and VirtualMachineInstance kinds.
 func Served(mapper meta.RESTMapper) bool {

@@ -49,7 +49,7 @@ type Ledger struct {
 	blocks  map[string]*blockState
 	byOwner map[ownerKey]map[mac.MAC]bool
 	// recent lists, per owner namespace, the MACs whose entries appeared
-	// or were renewed, oldest first, compacted by ReservedSince: the pool
+	// or were renewed, oldest first, compacted by Waiting: the pool
 	// counts a namespace's waiting reservations without walking all of
 	// its entries.
 	recent  map[string][]mac.MAC

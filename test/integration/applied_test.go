@@ -2,9 +2,7 @@ package integration
 
 import (
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,10 +37,7 @@ func TestMACNotApplied(t *testing.T) {
 		}).WithTimeout(10 * time.Second).Should(Succeed())
 	}
 	gauge := func(g Gomega) float64 { return scrape(g, addr)["kmp_pods_mac_not_applied"] }
-	kubeconfig, err := env.Kubeconfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
+	path := kubeconfigFor(t, env)
 	notApplied := func(g Gomega) string {
 		out, err := exec.Command(kubemacpoolBinary(t), "not-applied", "--kubeconfig", path).CombinedOutput()
 		g.Expect(err).NotTo(HaveOccurred(), "%s", out)

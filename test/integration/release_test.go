@@ -32,6 +32,29 @@ func kustomize(t testing.TB, dir string) string {
 	return string(out)
 }
 
+// kustomizeWithComponent renders config/default with a component, as an
+// overlay an admin would write (kustomize wants relative paths).
+func kustomizeWithComponent(t testing.TB, component string) string {
+	t.Helper()
+	overlay := t.TempDir()
+	rel := func(dir string) string {
+		r, err := filepath.Rel(overlay, filepath.Join(env.Root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	kustomization := "resources: [" + rel("config/default") + "]\ncomponents: [" + rel(component) + "]\n"
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("kubectl", "kustomize", overlay).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize with %s: %v\n%s", component, err, out)
+	}
+	return string(out)
+}
+
 // The rendered release manifest is what config/default renders now, and
 // every overlay renders.
 func TestReleaseManifestCurrent(t *testing.T) {
@@ -45,29 +68,13 @@ func TestReleaseManifestCurrent(t *testing.T) {
 	g.Expect(optIn).To(ContainSubstring("- allocate"))
 	g.Expect(kustomize(t, "config/certmanager")).To(ContainSubstring("cert-manager.io/inject-ca-from"))
 	// The webhook-source component narrows the webhook port to a CIDR.
-	overlay := t.TempDir()
-	rel := func(dir string) string {
-		r, err := filepath.Rel(overlay, filepath.Join(env.Root, dir))
-		g.Expect(err).NotTo(HaveOccurred())
-		return r
-	}
-	g.Expect(os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: ["+rel("config/default")+"]\ncomponents: ["+rel("config/components/webhook-source")+"]\n"), 0o644)).To(Succeed())
-	narrowed, err := exec.Command("kubectl", "kustomize", overlay).CombinedOutput()
-	g.Expect(err).NotTo(HaveOccurred(), "%s", narrowed)
-	g.Expect(string(narrowed)).To(ContainSubstring("cidr: 192.0.2.0/24"))
-	g.Expect(string(narrowed)).NotTo(ContainSubstring("cidr: 0.0.0.0/0"))
+	narrowed := kustomizeWithComponent(t, "config/components/webhook-source")
+	g.Expect(narrowed).To(ContainSubstring("cidr: 192.0.2.0/24"))
+	g.Expect(narrowed).NotTo(ContainSubstring("cidr: 0.0.0.0/0"))
 	// The pods-opt-in component gives upstream's defaults: pods opt in,
 	// VMs stay opt-out.
-	podsOptIn := t.TempDir()
-	relTo := func(dir string) string {
-		r, err := filepath.Rel(podsOptIn, filepath.Join(env.Root, dir))
-		g.Expect(err).NotTo(HaveOccurred())
-		return r
-	}
-	g.Expect(os.WriteFile(filepath.Join(podsOptIn, "kustomization.yaml"), []byte("resources: ["+relTo("config/default")+"]\ncomponents: ["+relTo("config/components/pods-opt-in")+"]\n"), 0o644)).To(Succeed())
-	upstreamLike, err := exec.Command("kubectl", "kustomize", podsOptIn).CombinedOutput()
-	g.Expect(err).NotTo(HaveOccurred(), "%s", upstreamLike)
-	g.Expect(string(upstreamLike)).To(And(ContainSubstring("--pod-namespaces=opt-in"), ContainSubstring("--vm-namespaces=opt-out")))
+	upstreamLike := kustomizeWithComponent(t, "config/components/pods-opt-in")
+	g.Expect(upstreamLike).To(And(ContainSubstring("--pod-namespaces=opt-in"), ContainSubstring("--vm-namespaces=opt-out")))
 	monitoring := kustomize(t, "config/prometheus")
 	for _, alert := range []string{"KubeMacPoolMACCollision", "KubeMacPoolPoolAlmostFull", "KubeMacPoolRangeConfigInvalid", "KubeMacPoolDown", "kind: ServiceMonitor"} {
 		g.Expect(monitoring).To(ContainSubstring(alert))
