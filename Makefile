@@ -6,7 +6,7 @@ export GOFLAGS ?= -buildvcs=false
 BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
-.PHONY: all build test unit integration control-plane generate fmt vet bench fuzz clean dist \
+.PHONY: all build test unit integration control-plane helm generate fmt vet bench fuzz clean dist \
 	run cluster-up cluster-sync cluster-down local release image
 
 all: build
@@ -20,6 +20,11 @@ build:
 # a cache outside the clone (about 10 minutes the first time, then instant).
 control-plane:
 	@bash hack/control-plane.sh >/dev/null
+
+# bin/helm, for the chart tests and make dist, built the same way from the
+# pinned module in hack/tools/helm (about 3 minutes the first time).
+helm:
+	@bash hack/control-plane.sh helm >/dev/null
 
 # Runs kubemacpool for real on a local control plane (no Docker, no cluster
 # needed), applies the seed's example and prints the MAC samplepod got.
@@ -53,14 +58,14 @@ cluster-down:
 
 # Unit and integration tests. Integration tests start a real kube-apiserver
 # and etcd per test package, which call our webhook over TLS.
-test: control-plane
+test: control-plane helm
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
 unit:
 	$(GO) test -count=1 ./internal/...
 
-integration: control-plane
+integration: control-plane helm
 	$(GO) test -count=1 -timeout 30m ./test/...
 
 # Renders the production manifests into one file (a test keeps it current).
@@ -79,14 +84,17 @@ image:
 	$(GO) run ./hack/image -binary $(BIN)/kubemacpool-static -out $(BIN)/kubemacpool-image.tar -tag kubemacpool:latest \
 	  $(foreach arch,$(IMAGE_PLATFORMS),-platform linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch)) -oci-out $(BIN)/kubemacpool-oci.tar
 
-# A release: bin/dist holds the rendered manifest, the OCI image layout
+# A release: bin/dist holds the rendered manifest, the Helm chart package
+# (its default image tag is the release's version), the OCI image layout
 # (linux/amd64 and linux/arm64), the kubectl plugin archives for both, its
 # krew manifest (checksums computed from the archives), and SHA256SUMS.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^\([0-9]\)/v\1/; s/^\([^v]\)/v0.0.0-\1/')
 RELEASE_URL ?= https://github.com/kubemacpool/kubemacpool/releases/download/$(VERSION)
-dist: release image
+dist: release image helm
 	rm -rf $(BIN)/dist && mkdir -p $(BIN)/dist
 	cp config/release/kubemacpool.yaml $(BIN)/kubemacpool-oci.tar $(BIN)/dist/
+	$(BIN)/helm lint --strict charts/kubemacpool
+	$(BIN)/helm package charts/kubemacpool --version $(VERSION:v%=%) --app-version $(VERSION) -d $(BIN)/dist
 	$(GO) run ./hack/krew -version $(VERSION) -url $(RELEASE_URL) -out $(BIN)/dist \
 	  $(foreach arch,$(IMAGE_PLATFORMS),linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch))
 	cd $(BIN)/dist && sha256sum $$(ls | grep -v SHA256SUMS) > SHA256SUMS
@@ -97,6 +105,7 @@ generate:
 	cd hack/tools/controller-gen && $(GO) build -o $(BIN)/controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/kubemacpool.io_macblocks.yaml charts/kubemacpool/files/
 
 # Fuzz targets of every parser of user input (annotation, MAC, range),
 # bounded by execution count; the committed corpus in testdata/fuzz is

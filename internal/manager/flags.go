@@ -53,7 +53,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 		if o.VMNamespaces, err = scope.ParseMode(vmMode); err != nil {
 			return fmt.Errorf("--vm-namespaces: %w", err)
 		}
-		o.CertHosts = strings.Split(certHosts, ",")
+		// The serving certificate names the Service in kubemacpool's own
+		// namespace unless told otherwise, so an install in another
+		// namespace (a Helm release's) needs no --cert-hosts.
+		o.CertHosts = ServiceHosts(o.Namespace)
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "cert-hosts" {
+				o.CertHosts = strings.Split(certHosts, ",")
+			}
+		})
 		o.TLSCipherSuites = nil
 		if cipherSuites != "" {
 			o.TLSCipherSuites = strings.Split(cipherSuites, ",")

@@ -47,3 +47,29 @@ func TestBindFlagsRefusesBadMode(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+// Without --cert-hosts the certificate names the Service in the namespace
+// kubemacpool runs in, so a release in another namespace needs no flag.
+func TestCertHostsFollowTheNamespace(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"}},
+		{[]string{"--namespace=macs"}, []string{"kubemacpool-service.macs.svc", "kubemacpool-service.macs.svc.cluster.local"}},
+		{[]string{"--namespace=macs", "--cert-hosts=a.example"}, []string{"a.example"}},
+	} {
+		o := Defaults()
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		complete := o.BindFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := complete(); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(o.CertHosts, c.want) {
+			t.Errorf("%v: cert hosts %v, want %v", c.args, o.CertHosts, c.want)
+		}
+	}
+}

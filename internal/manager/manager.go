@@ -126,6 +126,16 @@ type Options struct {
 	ControllersBurst int
 }
 
+// ServiceName is the Service the API server calls the webhook through.
+const ServiceName = "kubemacpool-service"
+
+// ServiceHosts are the DNS names of the webhook Service in namespace, which
+// the self-managed serving certificate is valid for.
+func ServiceHosts(namespace string) []string {
+	svc := ServiceName + "." + namespace + ".svc"
+	return []string{svc, svc + ".cluster.local"}
+}
+
 // Defaults are the production defaults.
 func Defaults() Options {
 	return Options{
@@ -148,7 +158,7 @@ func Defaults() Options {
 		CertMode:               CertModeSelf,
 		CertSecret:             "kubemacpool-webhook-certs",
 		WebhookConfig:          "kubemacpool-mutator",
-		CertHosts:              []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"},
+		CertHosts:              ServiceHosts("kubemacpool-system"),
 		CALifetime:             5 * 365 * 24 * time.Hour,
 		ServingLifetime:        365 * 24 * time.Hour,
 		CAOverlap:              10 * time.Minute,

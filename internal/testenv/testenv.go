@@ -48,6 +48,9 @@ type Options struct {
 	// WithoutWebhooks leaves the webhook configuration out, for tests that
 	// install kubemacpool's manifests themselves.
 	WithoutWebhooks bool
+	// WithoutOwnCRDs leaves the MACBlock CRD out, for tests that install it
+	// the way an admin does (helm will not adopt a CRD it did not create).
+	WithoutOwnCRDs bool
 	// EtcdDataDir, when set, keeps etcd's data there, so etcd can be
 	// restarted (RestartEtcd) without losing the cluster's state.
 	EtcdDataDir string
@@ -87,7 +90,10 @@ func Start(o Options) (*Env, error) {
 		return nil, err
 	}
 	root := RepoRoot()
-	crdDirs := []string{filepath.Join(root, "config", "crd", "bases")}
+	var crdDirs []string
+	if !o.WithoutOwnCRDs {
+		crdDirs = append(crdDirs, filepath.Join(root, "config", "crd", "bases"))
+	}
 	for _, d := range o.ExtraCRDDirs {
 		if !filepath.IsAbs(d) {
 			d = filepath.Join(root, d)
