@@ -10,13 +10,12 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/collision"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
 // Hint is what the events and the CLI tell the user to check.
@@ -56,39 +55,19 @@ func Describe(ms []Mismatch) string {
 // GivenTo reports whether an entry held for owner was given to pod: the
 // ledger names the pod (an entry made for a generateName prefix matches
 // the pod's name).
-func GivenTo(owner v1alpha1.Owner, pod *corev1.Pod) bool {
-	return ledger.OwnerMatches(owner, "Pod", pod.Namespace, pod.Name, string(pod.UID))
+func GivenTo(owner v1alpha1.Owner, pod metav1.Object) bool {
+	return ledger.OwnerMatches(owner, "Pod", pod.GetNamespace(), pod.GetName(), string(pod.GetUID()))
 }
 
-// Check compares what the networks annotation asks for with what Multus
-// reports, for the networks whose MAC gave(m) says kubemacpool gave this
-// pod. It returns nil when they agree, and also when Multus has reported
-// nothing yet (no network-status: the pod's sandbox is not set up).
-func Check(pod *corev1.Pod, gave func(mac.MAC) bool) []Mismatch {
-	reported, ok := collision.NetworkStatus(pod)
-	if !ok {
-		return nil
-	}
-	elems, err := multus.Parse(pod.Annotations[multus.NetworksAnnotation], pod.Namespace)
-	if err != nil {
-		return nil
-	}
-	// A network listed twice has two status entries, in order; an element
-	// naming its interface is matched by it (the first 32 elements, as the
-	// collision detector reads them).
+// Check compares what the networks annotation of a pod asks for with what
+// Multus reports (carriers.NetworkMACs), for the networks whose MAC gave(m)
+// says kubemacpool gave this pod. It returns nil when they agree, and also
+// when Multus has reported nothing yet.
+func Check(networks []carriers.NetworkMAC, gave func(mac.MAC) bool) []Mismatch {
 	var out []Mismatch
-	for i, j := range collision.MatchStatus(elems, reported) {
-		e := &elems[i]
-		given, err := mac.Parse(e.MAC())
-		if err != nil || !gave(given) {
-			continue
-		}
-		var seen mac.MAC
-		if j >= 0 {
-			seen, _ = mac.Parse(reported[j].Mac) // unparsable: reported as no MAC
-		}
-		if seen != given {
-			out = append(out, Mismatch{Network: e.NetworkKey(), Interface: e.Interface(), Given: given, Seen: seen})
+	for _, n := range networks {
+		if n.Seen != n.Given && gave(n.Given) {
+			out = append(out, Mismatch{Network: n.Network, Interface: n.Interface, Given: n.Given, Seen: n.Seen})
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -38,7 +39,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := Check(pod(c.networks, c.status), gave)
+			got := Check(carriers.NetworkMACs(pod(c.networks, c.status)), gave)
 			if len(got) != len(c.want) {
 				t.Fatalf("Check = %v, want %v", got, c.want)
 			}

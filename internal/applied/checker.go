@@ -7,11 +7,14 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -25,7 +28,7 @@ type Checker struct {
 	Log      logr.Logger
 	// Gave reports whether kubemacpool gave MAC m to the pod: the ledger
 	// holds it for that pod.
-	Gave func(pod *corev1.Pod, m mac.MAC) bool
+	Gave func(pod metav1.Object, m mac.MAC) bool
 	// OnCount is told how many pods disagree, whenever that changes.
 	OnCount func(n int)
 
@@ -50,7 +53,7 @@ func (c *Checker) Start(ctx context.Context) error {
 			if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
 				o = tomb.Obj
 			}
-			if pod, ok := o.(*corev1.Pod); ok {
+			if pod, ok := o.(client.Object); ok {
 				c.set(pod, nil)
 			}
 		},
@@ -62,31 +65,39 @@ func (c *Checker) Start(ctx context.Context) error {
 	return nil
 }
 
+// judge compares what the cache derived of a pod (carriers.Cached), or a
+// whole pod, with what kubemacpool gave it.
 func (c *Checker) judge(o any) {
-	pod, ok := o.(*corev1.Pod)
-	if !ok {
+	var networks []carriers.NetworkMAC
+	switch pod := o.(type) {
+	case *carriers.Cached:
+		networks = pod.Applied
+	case *corev1.Pod:
+		networks = carriers.NetworkMACs(pod)
+	default:
 		return
 	}
-	c.set(pod, Check(pod, func(m mac.MAC) bool { return c.Gave(pod, m) }))
+	pod := o.(client.Object)
+	c.set(pod, Check(networks, func(m mac.MAC) bool { return c.Gave(pod, m) }))
 }
 
 // set records how pod disagrees now (nil: it agrees), reporting a new
 // disagreement.
-func (c *Checker) set(pod *corev1.Pod, ms []Mismatch) {
+func (c *Checker) set(pod client.Object, ms []Mismatch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	before, had := c.seen[pod.UID]
+	before, had := c.seen[pod.GetUID()]
 	switch {
 	case len(ms) == 0 && !had:
 		return
 	case len(ms) == 0:
-		delete(c.seen, pod.UID)
-		c.Log.Info("MACs applied", "namespace", pod.Namespace, "pod", pod.Name)
+		delete(c.seen, pod.GetUID())
+		c.Log.Info("MACs applied", "namespace", pod.GetNamespace(), "pod", pod.GetName())
 	case slices.Equal(before, ms):
 		return
 	default:
-		c.seen[pod.UID] = ms
-		c.Log.Info("MAC not applied", "namespace", pod.Namespace, "pod", pod.Name, "detail", Describe(ms))
+		c.seen[pod.GetUID()] = ms
+		c.Log.Info("MAC not applied", "namespace", pod.GetNamespace(), "pod", pod.GetName(), "detail", Describe(ms))
 		c.Recorder.Eventf(pod, nil, corev1.EventTypeWarning, "MACNotApplied", "CheckApplied", "%s", Describe(ms))
 	}
 	if c.OnCount != nil {

@@ -5,8 +5,8 @@
 // in an ignored namespace still shares the L2 network), so the pool never
 // picks a carried MAC and the controller never frees one.
 //
-// The parsing of each kind lives here, next to the cache transforms that
-// slim those objects to what the parsing reads.
+// The parsing of each kind lives here, next to the cache transform that
+// keeps only its results (Cached).
 package carriers
 
 import (
@@ -158,9 +158,12 @@ func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec, self, forRef Ref, creat
 	return out
 }
 
-// Of lists what obj carries, for the kinds above; nil for anything else.
+// Of lists what obj carries, for the kinds above and what the cache holds
+// of them (Cached); nil for anything else.
 func Of(obj any) []Carrier {
 	switch o := obj.(type) {
+	case *Cached:
+		return o.Carried
 	case *corev1.Pod:
 		return OfPod(o)
 	case *kubevirtv1.VirtualMachine:

@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -16,8 +18,11 @@ type objectKey struct{ kind, namespace, name string }
 // carried MAC, refuse one asked for), the controller (never free one) and
 // the webhook's refusal messages.
 type Index struct {
-	mu      sync.RWMutex
-	byMAC   map[mac.MAC][]Carrier
+	mu sync.RWMutex
+	// byMAC points into the lists of objects, which are the lists the
+	// cache holds (Cached.Carried): a carrier is stored once, however
+	// many ways it is found.
+	byMAC   map[mac.MAC][]*Carrier
 	objects map[objectKey][]Carrier
 	// onChange is told whenever the carriers of a MAC change, with whether
 	// anyone carries it now: a MAC that starts or stops being carried, and
@@ -34,7 +39,7 @@ type Index struct {
 // NewIndex returns an empty index that tells onChange (may be nil) when
 // the carriers of a MAC change.
 func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
-	return &Index{byMAC: map[mac.MAC][]Carrier{}, objects: map[objectKey][]Carrier{}, onChange: onChange}
+	return &Index{byMAC: map[mac.MAC][]*Carrier{}, objects: map[objectKey][]Carrier{}, onChange: onChange}
 }
 
 // CheckHeldWith makes Resolve accept a VMI's MAC as its VM's when held
@@ -44,6 +49,7 @@ func (ix *Index) CheckHeldWith(held func(m mac.MAC, owner Ref) bool) { ix.heldFo
 
 // Set records that the object of the given kind, namespace and name
 // carries exactly cs now (nil: nothing), replacing what it carried before.
+// The index keeps cs: the caller must not change it afterwards.
 func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	key := objectKey{kind, namespace, name}
 	ix.mu.Lock()
@@ -54,10 +60,11 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	}
 	// Add before removing: a MAC the object keeps never looks uncarried,
 	// not even between the two steps.
-	for _, c := range cs {
-		ix.byMAC[c.MAC] = append(ix.byMAC[c.MAC], c)
+	for i := range cs {
+		m := cs[i].MAC
+		ix.byMAC[m] = append(ix.byMAC[m], &cs[i])
 		if ix.onChange != nil {
-			ix.onChange(c.MAC, true)
+			ix.onChange(m, true)
 		}
 	}
 	for _, c := range old {
@@ -68,6 +75,19 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	} else {
 		ix.objects[key] = cs
 	}
+}
+
+// ObjectCarries reports whether the object kind namespace/name (with uid,
+// when not empty) carries m, as the informers last showed it.
+func (ix *Index) ObjectCarries(kind, namespace, name string, uid types.UID, m mac.MAC) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for _, c := range ix.objects[objectKey{kind, namespace, name}] {
+		if c.MAC == m && (uid == "" || c.Object.UID == uid) {
+			return true
+		}
+	}
+	return false
 }
 
 func sameCarriers(a, b []Carrier) bool {
@@ -88,7 +108,7 @@ func (ix *Index) Delete(kind, namespace, name string) { ix.Set(kind, namespace, 
 func (ix *Index) removeLocked(c Carrier) {
 	list := ix.byMAC[c.MAC]
 	for i := range list {
-		if list[i] == c {
+		if *list[i] == c {
 			list = append(list[:i:i], list[i+1:]...)
 			break
 		}
@@ -117,7 +137,7 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 	}
 	out := make([]Carrier, len(list))
 	for i, c := range list {
-		out[i] = ix.resolveLocked(c)
+		out[i] = ix.resolveLocked(*c)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {

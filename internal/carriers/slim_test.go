@@ -46,6 +46,35 @@ func slim[T any](t *testing.T, obj T) T {
 	return out.(T)
 }
 
+// cached is what the cache keeps of obj.
+func cached(t *testing.T, obj any) *carriers.Cached {
+	t.Helper()
+	out, err := carriers.Slim(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := out.(*carriers.Cached)
+	if !ok {
+		t.Fatalf("the cache keeps a %T", out)
+	}
+	return c
+}
+
+// sameIdentity checks what the informers and event recorder read of a
+// cached object: its kind, identity and lifecycle, and no managedFields.
+func sameIdentity(t *testing.T, whole metav1.Object, c *carriers.Cached, kind string) {
+	t.Helper()
+	if c.GetObjectKind().GroupVersionKind().Kind != kind {
+		t.Errorf("%s cached as kind %q", whole.GetName(), c.GetObjectKind().GroupVersionKind().Kind)
+	}
+	same(t, "identity of "+whole.GetName(),
+		[]any{whole.GetNamespace(), whole.GetName(), whole.GetUID(), whole.GetResourceVersion(), whole.GetCreationTimestamp(), whole.GetDeletionTimestamp()},
+		[]any{c.GetNamespace(), c.GetName(), c.GetUID(), c.GetResourceVersion(), c.GetCreationTimestamp(), c.GetDeletionTimestamp()})
+	if c.ManagedFields != nil || c.Annotations != nil || c.Labels != nil {
+		t.Errorf("%s keeps managedFields, annotations or labels", whole.GetName())
+	}
+}
+
 func same(t *testing.T, what string, whole, slimmed any) {
 	t.Helper()
 	if !reflect.DeepEqual(whole, slimmed) {
@@ -53,8 +82,8 @@ func same(t *testing.T, what string, whole, slimmed any) {
 	}
 }
 
-// What the code derives from a cached (slimmed) object is what it would
-// derive from the whole one, for each kind kubemacpool caches.
+// What the code derives from a cached object is what it would derive from
+// the whole one, for each kind kubemacpool caches.
 func TestSlimKeepsWhatIsRead(t *testing.T) {
 	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: meta("vm")}
 	vmi.OwnerReferences = []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: "vm", UID: "uid-vm", Controller: ptr.To(true)}}
@@ -113,34 +142,47 @@ func TestSlimKeepsWhatIsRead(t *testing.T) {
 	}
 
 	for _, p := range []*corev1.Pod{launcher, pod, padded} {
-		s := slim(t, p)
-		same(t, "carriers of "+p.Name, carriers.Of(p), carriers.Of(s))
+		c := cached(t, p)
+		same(t, "carriers of "+p.Name, carriers.Of(p), carriers.Of(c))
 		r1, ok1 := collision.FromPod(p)
-		r2, ok2 := collision.FromPod(s)
+		r2, ok2 := c.Reports()
 		same(t, "collision report of "+p.Name, []any{r1, ok1}, []any{r2, ok2})
 		gave := func(m mac.MAC) bool { return true }
-		same(t, "MACs not applied of "+p.Name, applied.Check(p, gave), applied.Check(s, gave))
-		ref1, l1 := kubevirt.LauncherOf(p)
-		ref2, l2 := kubevirt.LauncherOf(s)
-		same(t, "launcher claim of "+p.Name, []any{ref1, l1}, []any{ref2, l2})
-		if s.ManagedFields != nil {
-			t.Errorf("%s keeps managedFields", p.Name)
-		}
+		same(t, "MACs not applied of "+p.Name, applied.Check(carriers.NetworkMACs(p), gave), applied.Check(c.Applied, gave))
+		sameIdentity(t, p, c, "Pod")
 	}
 
-	sv := slim(t, vm)
-	same(t, "carriers of the VM", carriers.Of(vm), carriers.Of(sv))
-	same(t, "migration receiver", kubevirt.IsMigrationReceiver(vm), kubevirt.IsMigrationReceiver(sv))
-	same(t, "upstream's finalizer", controllerutil.ContainsFinalizer(vm, legacy.Finalizer), controllerutil.ContainsFinalizer(sv, legacy.Finalizer))
+	c := cached(t, vm)
+	same(t, "carriers of the VM", carriers.Of(vm), carriers.Of(c))
+	if !kubevirt.IsMigrationReceiver(vm) || !carriers.Of(c)[0].ForReceiver {
+		t.Error("the VM's carriers do not say it waits as a migration receiver")
+	}
+	same(t, "upstream's finalizer", controllerutil.ContainsFinalizer(vm, legacy.Finalizer), controllerutil.ContainsFinalizer(c, legacy.Finalizer))
+	sameIdentity(t, vm, c, "VirtualMachine")
 
-	si := slim(t, vmi)
-	same(t, "carriers of the VMI", carriers.Of(vmi), carriers.Of(si))
+	c = cached(t, vmi)
+	same(t, "carriers of the VMI", carriers.Of(vmi), carriers.Of(c))
 	r1, ok1 := collision.FromVMI(vmi)
-	r2, ok2 := collision.FromVMI(si)
+	r2, ok2 := c.Reports()
 	same(t, "collision report of the VMI", []any{r1, ok1}, []any{r2, ok2})
-	c1, v1 := kubevirt.ControllingVM(vmi)
-	c2, v2 := kubevirt.ControllingVM(si)
-	same(t, "VMI's VM claim", []any{c1, v1}, []any{c2, v2})
+	if vm, ok := kubevirt.ControllingVM(vmi); !ok || carriers.Of(c)[0].For.UID != vm.UID {
+		t.Error("the VMI's carriers are not on behalf of its VM")
+	}
+	sameIdentity(t, vmi, c, "VirtualMachineInstance")
+
+	// A copy is the same and shares nothing that could be written.
+	copied := c.DeepCopyObject().(*carriers.Cached)
+	same(t, "a deep copy", c, copied)
+	copied.Carried[0].Network, copied.Reporter.MACs[0] = "changed", 1
+	if c.Carried[0].Network == "changed" || c.Reporter.MACs[0] == 1 {
+		t.Error("a deep copy shares its carriers or its report with the original")
+	}
+	// The transform is idempotent (client-go may apply it to an object it
+	// already transformed).
+	again, err := carriers.Slim(c)
+	if err != nil || again != any(c) {
+		t.Errorf("Slim of a Cached = %v, %v", again, err)
+	}
 
 	set := &appsv1.StatefulSet{ObjectMeta: meta("web")}
 	set.Annotations[sticky.OptOutAnnotation] = "true"

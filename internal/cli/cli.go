@@ -362,7 +362,7 @@ func NotApplied(ctx context.Context, c client.Client, out io.Writer) error {
 	n := 0
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		ms := applied.Check(p, func(m mac.MAC) bool { return applied.GivenTo(held[m], p) })
+		ms := applied.Check(carriers.NetworkMACs(p), func(m mac.MAC) bool { return applied.GivenTo(held[m], p) })
 		if len(ms) == 0 {
 			continue
 		}

@@ -54,14 +54,7 @@ func (d *Detector) NeedLeaderElection() bool { return true }
 
 // Start watches pods now, and VMIs once KubeVirt is served.
 func (d *Detector) Start(ctx context.Context) error {
-	if err := d.watch(ctx, &corev1.Pod{}, func(obj any) (Reporter, runtime.Object, bool) {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok {
-			return Reporter{}, nil, false
-		}
-		r, ok := FromPod(pod)
-		return r, pod, ok
-	}); err != nil {
+	if err := d.watch(ctx, &corev1.Pod{}); err != nil {
 		return err
 	}
 	for d.Mapper != nil && !kubevirt.Served(d.Mapper) {
@@ -82,17 +75,33 @@ func (d *Detector) Start(ctx context.Context) error {
 
 // WatchVMIs adds VirtualMachineInstances, when KubeVirt's CRDs are served.
 func (d *Detector) WatchVMIs(ctx context.Context) error {
-	return d.watch(ctx, &kubevirtv1.VirtualMachineInstance{}, func(obj any) (Reporter, runtime.Object, bool) {
-		vmi, ok := obj.(*kubevirtv1.VirtualMachineInstance)
-		if !ok {
-			return Reporter{}, nil, false
-		}
-		r, ok := FromVMI(vmi)
-		return r, vmi, ok
-	})
+	return d.watch(ctx, &kubevirtv1.VirtualMachineInstance{})
 }
 
-func (d *Detector) watch(ctx context.Context, obj client.Object, read func(any) (Reporter, runtime.Object, bool)) error {
+// Reporting is what the cache holds of a pod or VMI (carriers.Cached): it
+// says what the object reported when it was cached.
+type Reporting interface {
+	runtime.Object
+	Reports() (Reporter, bool)
+}
+
+// read is what an object from an informer reports.
+func read(obj any) (Reporter, runtime.Object, bool) {
+	switch o := obj.(type) {
+	case Reporting:
+		r, ok := o.Reports()
+		return r, o, ok
+	case *corev1.Pod:
+		r, ok := FromPod(o)
+		return r, o, ok
+	case *kubevirtv1.VirtualMachineInstance:
+		r, ok := FromVMI(o)
+		return r, o, ok
+	}
+	return Reporter{}, nil, false
+}
+
+func (d *Detector) watch(ctx context.Context, obj client.Object) error {
 	informer, err := d.Cache.GetInformer(ctx, obj)
 	if err != nil {
 		return err

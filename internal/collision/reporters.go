@@ -7,7 +7,6 @@ package collision
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -59,10 +58,6 @@ func (r Reporter) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Nam
 // annotation is written by whoever may edit the pod, and must not be able
 // to make a metric series, or an event on another pod, per MAC it lists.
 const MaxReported = 32
-
-// UnreadAnnotation is written by the cache transform on a pod whose
-// network-status it shortened: how many entries it dropped unread.
-const UnreadAnnotation = "kubemacpool.io/network-status-unread"
 
 // StatusEntry is one Multus network-status entry, as the Network Plumbing
 // WG's types spell it.
@@ -149,9 +144,6 @@ func FromPod(pod *corev1.Pod) (Reporter, bool) {
 		}
 	}
 	r.Ignored -= read
-	if n, err := strconv.Atoi(pod.Annotations[UnreadAnnotation]); err == nil && n > 0 {
-		r.Ignored += n
-	}
 	return r, len(r.MACs) > 0 || r.Ignored > 0
 }
 

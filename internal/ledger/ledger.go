@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -45,9 +46,11 @@ type Ledger struct {
 	// ledger's lock held: it must not call back into the ledger.
 	OnChange func(m mac.MAC, held bool)
 
-	mu      sync.Mutex
-	blocks  map[string]*blockState
-	byOwner map[ownerKey]map[mac.MAC]bool
+	mu     sync.Mutex
+	blocks map[string]*blockState
+	// byOwner lists the MACs held for each owner: a few per owner, so a
+	// list (a map per owner would cost over 200 bytes each).
+	byOwner map[ownerKey][]mac.MAC
 	// recent lists, per owner namespace, the MACs whose entries appeared
 	// or were renewed, oldest first, compacted by Waiting: the pool
 	// counts a namespace's waiting reservations without walking all of
@@ -76,7 +79,7 @@ func (l *Ledger) NeedLeaderElection() bool { return false }
 func (l *Ledger) init() {
 	if l.blocks == nil {
 		l.blocks = map[string]*blockState{}
-		l.byOwner = map[ownerKey]map[mac.MAC]bool{}
+		l.byOwner = map[ownerKey][]mac.MAC{}
 		l.recent = map[string][]mac.MAC{}
 	}
 }
@@ -200,19 +203,21 @@ func (l *Ledger) indexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
 		return
 	}
 	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	if l.byOwner[k] == nil {
-		l.byOwner[k] = map[mac.MAC]bool{}
+	if !slices.Contains(l.byOwner[k], m) {
+		l.byOwner[k] = append(l.byOwner[k], m)
 	}
-	l.byOwner[k][m] = true
 }
 
 func (l *Ledger) unindexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
 	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	if set := l.byOwner[k]; set != nil {
-		delete(set, m)
-		if len(set) == 0 {
-			delete(l.byOwner, k)
-		}
+	macs := l.byOwner[k]
+	if i := slices.Index(macs, m); i >= 0 {
+		macs = slices.Delete(macs, i, i+1)
+	}
+	if len(macs) == 0 {
+		delete(l.byOwner, k)
+	} else {
+		l.byOwner[k] = macs
 	}
 }
 
@@ -266,7 +271,7 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Entry
-	for m := range l.byOwner[ownerKey{kind, namespace, name}] {
+	for _, m := range l.byOwner[ownerKey{kind, namespace, name}] {
 		if st := l.blocks[BlockName(m)]; st != nil && st.latest != nil {
 			if e := Find(st.latest, Offset(m)); e != nil {
 				out = append(out, Entry{MAC: m, MACBlockEntry: *e})

@@ -30,7 +30,10 @@ const Finalizer = "k8s.v1.cni.cncf.io/kubeMacPool"
 // leader, once KubeVirt is served.
 type FinalizerRemover struct {
 	Manager manager.Manager
-	// Writer patches the VMs (the controllers' client).
+	// Live reads a VM before it is patched, and Writer patches it (the
+	// controllers' client): the cache holds only what kubemacpool derives
+	// of VMs (carriers.Cached), not the VM a patch is computed from.
+	Live   client.Reader
 	Writer client.Writer
 	Mapper meta.RESTMapper
 	// Poll is how often to look for KubeVirt's CRDs until they are served.
@@ -63,7 +66,7 @@ func (r *FinalizerRemover) Start(ctx context.Context) error {
 // still the version read (a conflict is retried from the next version).
 func (r *FinalizerRemover) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	vm := &kubevirtv1.VirtualMachine{}
-	if err := r.Manager.GetClient().Get(ctx, req.NamespacedName, vm); err != nil {
+	if err := r.Live.Get(ctx, req.NamespacedName, vm); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !controllerutil.ContainsFinalizer(vm, Finalizer) {

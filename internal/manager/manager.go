@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -329,7 +330,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		RepairWriter: controllers, RepairLive: controllers, RecentWindow: o.ReservationGrace, Log: log.WithName("ledger")}
 	macPool := pool.New(book, clk)
 	repairer := &repair.Reconciler{
-		Ledger: book, Cache: mgr.GetCache(), Live: controllers, Recorder: recorder, Clock: clk,
+		Ledger: book, Live: controllers, Recorder: recorder, Clock: clk,
 		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8,
 	}
 	// The repair judges a block from the ledger's index, so it is told of
@@ -400,7 +401,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 
 	if err := mgr.Add(&applied.Checker{
 		Cache: mgr.GetCache(), Recorder: recorder, Log: log.WithName("applied"),
-		Gave: func(pod *corev1.Pod, m mac.MAC) bool {
+		Gave: func(pod metav1.Object, m mac.MAC) bool {
 			e, ok := book.Lookup(m)
 			return ok && applied.GivenTo(e.Owner, pod)
 		},
@@ -409,7 +410,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	if err := mgr.Add(&legacy.FinalizerRemover{
-		Manager: mgr, Writer: controllers, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
+		Manager: mgr, Live: controllers, Writer: controllers, Mapper: mgr.GetRESTMapper(), Poll: o.KubeVirtPoll, Log: log.WithName("legacy"),
 	}); err != nil {
 		return nil, err
 	}

@@ -53,7 +53,6 @@ type Reconciler struct {
 	Ledger   *ledger.Ledger
 	Carried  *carriers.Index
 	Indexed  Indexed
-	Cache    client.Reader // the replica's cache, for owners
 	Live     client.Reader // uncached, before an owner is taken as gone
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
@@ -398,40 +397,36 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 	}
 }
 
-// lookUpOwner reads the owner an entry names: from the cache, and live
-// unless the cache already shows it carrying the MAC. A lagging cache must
-// never free a MAC in use, whether it lacks the owner or has an old
-// version of it.
+// lookUpOwner finds the owner an entry names: in the carrier index (what
+// the replica's cache shows it carrying), and live unless the index already
+// shows it carrying the MAC. A lagging cache must never free a MAC in use,
+// whether it lacks the owner or has an old version of it.
 func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, error) {
 	o := e.Owner
 	if o.Kind == sticky.Kind {
 		return r.lookUpStatefulSet(ctx, m, e)
 	}
-	state := OwnerGone
-	for _, reader := range []client.Reader{r.Cache, r.Live} {
-		obj := newObject(o.Kind)
-		if obj == nil {
-			return OwnerGone, nil // not a kind that carries MACs
-		}
-		err := reader.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj)
-		switch {
-		case apierrors.IsNotFound(err):
-			state = OwnerGone
-			continue
-		case err != nil:
-			return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
-		case o.UID != "" && obj.GetUID() != o.UID:
-			state = OwnerGone // another object of the same name
-			continue
-		}
-		for _, c := range carriers.Of(obj) {
-			if c.MAC == m {
-				return OwnerCarries, nil
-			}
-		}
-		state = OwnerExists
+	obj := newObject(o.Kind)
+	if obj == nil {
+		return OwnerGone, nil // not a kind that carries MACs
 	}
-	return state, nil
+	if r.Carried.ObjectCarries(o.Kind, o.Namespace, o.Name, o.UID, m) {
+		return OwnerCarries, nil
+	}
+	switch err := r.Live.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj); {
+	case apierrors.IsNotFound(err):
+		return OwnerGone, nil
+	case err != nil:
+		return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
+	case o.UID != "" && obj.GetUID() != o.UID:
+		return OwnerGone, nil // another object of the same name
+	}
+	for _, c := range carriers.Of(obj) {
+		if c.MAC == m {
+			return OwnerCarries, nil
+		}
+	}
+	return OwnerExists, nil
 }
 
 // lookUpStatefulSet judges an entry held for a StatefulSet's ordinal, with
