@@ -26,7 +26,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
@@ -340,21 +339,8 @@ func TestChartInstalls(t *testing.T) {
 	// ready means its range loaded, its index synced, its certificate
 	// Secret written in macs and its CA published in the webhook
 	// configuration; it records the chart's range.
-	asSA := impersonating(t, e, "system:serviceaccount:macs:kubemacpool",
-		"system:serviceaccounts", "system:serviceaccounts:macs", "system:authenticated")
-	o := optionsFor(t, e)
-	o.Namespace, o.CertMode, o.CertHosts = ns, manager.CertModeSelf, manager.ServiceHosts(ns)
-	port, err := testenv.FreePort()
-	g.Expect(err).NotTo(HaveOccurred())
-	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
-	replica := kubemacpoolProcess(t, asSA, o)
-	g.Expect(replica.Start()).To(Succeed())
-	_, err = replica.WaitReady(ctx, 60*time.Second)
-	g.Expect(err).NotTo(HaveOccurred())
-	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
+	replica, hook := readyAsServiceAccount(t, e, ns)
 	for _, w := range hook.Webhooks {
-		g.Expect(w.ClientConfig.CABundle).NotTo(BeEmpty(), "ready before the CA of webhook %s was published", w.Name)
 		g.Expect(w.ClientConfig.Service.Namespace).To(Equal(ns))
 	}
 	recordKey := client.ObjectKey{Namespace: ns, Name: pool.RangeRecordName}

@@ -113,23 +113,7 @@ func TestReleaseManifestApplies(t *testing.T) {
 	// loaded, index synced, certificate Secret written, caBundle
 	// published) and keeps the record of the range in force.
 	ctx := context.Background()
-	asSA := impersonating(t, e, "system:serviceaccount:kubemacpool-system:kubemacpool",
-		"system:serviceaccounts", "system:serviceaccounts:kubemacpool-system", "system:authenticated")
-	o := optionsFor(t, e)
-	o.CertMode = manager.CertModeSelf
-	port, err := testenv.FreePort()
-	g.Expect(err).NotTo(HaveOccurred())
-	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
-	replica := kubemacpoolProcess(t, asSA, o)
-	g.Expect(replica.Start()).To(Succeed())
-	_, err = replica.WaitReady(ctx, 60*time.Second)
-	g.Expect(err).NotTo(HaveOccurred())
-	// Ready means the API server can call it: the CA is published already.
-	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
-	for _, w := range hook.Webhooks {
-		g.Expect(w.ClientConfig.CABundle).NotTo(BeEmpty(), "ready before the CA of webhook %s was published", w.Name)
-	}
+	readyAsServiceAccount(t, e, "kubemacpool-system")
 
 	record := &corev1.ConfigMap{}
 	recordKey := client.ObjectKey{Namespace: "kubemacpool-system", Name: pool.RangeRecordName}
@@ -145,6 +129,34 @@ func TestReleaseManifestApplies(t *testing.T) {
 		g.Expect(e.Client.Get(ctx, recordKey, record)).To(Succeed())
 		g.Expect(record.Data).To(HaveKeyWithValue("START_POOL_RANGE", "02:50:00:00:00:00"))
 	}).WithTimeout(30*time.Second).Should(Succeed(), "the Role must let kubemacpool update its record")
+}
+
+// readyAsServiceAccount runs kubemacpool in namespace as the ServiceAccount
+// kubemacpool there, with its own certificates, and waits until it is
+// ready: its range loaded, its index synced, its certificate Secret written,
+// and its CA published in the webhook configuration (ready means the API
+// server can call it), which it returns.
+func readyAsServiceAccount(t testing.TB, e *testenv.Env, namespace string) (*testenv.Process, *admissionregistrationv1.MutatingWebhookConfiguration) {
+	t.Helper()
+	g := NewWithT(t)
+	ctx := context.Background()
+	sa := "system:serviceaccount:" + namespace + ":kubemacpool"
+	asSA := impersonating(t, e, sa, "system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
+	o := optionsFor(t, e)
+	o.Namespace, o.CertMode, o.CertHosts = namespace, manager.CertModeSelf, manager.ServiceHosts(namespace)
+	port, err := testenv.FreePort()
+	g.Expect(err).NotTo(HaveOccurred())
+	o.WebhookHost, o.WebhookPort = "127.0.0.1", port
+	replica := kubemacpoolProcess(t, asSA, o)
+	g.Expect(replica.Start()).To(Succeed())
+	_, err = replica.WaitReady(ctx, 60*time.Second)
+	g.Expect(err).NotTo(HaveOccurred())
+	hook := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
+	for _, w := range hook.Webhooks {
+		g.Expect(w.ClientConfig.CABundle).NotTo(BeEmpty(), "ready before the CA of webhook %s was published", w.Name)
+	}
+	return replica, hook
 }
 
 // impersonating writes a kubeconfig for e that acts as user in groups, as
