@@ -410,7 +410,11 @@ func (b *bench) memory(label, target string) error {
 	if err != nil {
 		return err
 	}
-	b.table.add(label, fmt.Sprintf("%d MiB", rss>>20), target)
+	peak, err := b.kmp.PeakResidentMemory()
+	if err != nil {
+		return err
+	}
+	b.table.add(label, fmt.Sprintf("%d MiB (peak %d MiB)", rss>>20, peak>>20), target)
 	if b.o.heap != "" && target != "" {
 		return b.heapProfile()
 	}

@@ -96,7 +96,7 @@ func (b *bench) startup() error {
 		fmt.Sprintf("%s = %s", seconds(took), rate(float64(b.o.pods+b.o.vms)/took.Seconds())), "")
 	b.table.add("start-up with "+total+": ready", seconds(ready.after), "≤ 3 s")
 	b.table.add("start-up: repair complete (all MACs adopted)", seconds(repaired), "≤ 10 s")
-	if err := b.memory("resident memory after repair", "≤ 130 MiB"); err != nil {
+	if err := b.memory("resident memory after repair", "≤ 113 MiB"); err != nil {
 		return err
 	}
 	if err := b.restoreWebhook(webhook, ns); err != nil {

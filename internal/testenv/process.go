@@ -3,7 +3,6 @@ package testenv
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -134,7 +133,14 @@ func (k *Process) Alive() error {
 
 // ResidentMemory is VmRSS of the process, in bytes: what it really holds,
 // unlike the Go heap figures, which leave out stacks, binary and runtime.
-func (k *Process) ResidentMemory() (uint64, error) {
+func (k *Process) ResidentMemory() (uint64, error) { return k.status("VmRSS:") }
+
+// PeakResidentMemory is VmHWM, the most the process has held at once: what
+// a memory limit must leave room for.
+func (k *Process) PeakResidentMemory() (uint64, error) { return k.status("VmHWM:") }
+
+// status reads a size field of /proc/PID/status, in bytes.
+func (k *Process) status(field string) (uint64, error) {
 	k.mu.Lock()
 	pid := k.cmd.Process.Pid
 	k.mu.Unlock()
@@ -147,7 +153,7 @@ func (k *Process) ResidentMemory() (uint64, error) {
 	for scanner.Scan() {
 		// The line reads "VmRSS:	  183456 kB".
 		fields := strings.Fields(scanner.Text())
-		if len(fields) == 3 && fields[0] == "VmRSS:" && fields[2] == "kB" {
+		if len(fields) == 3 && fields[0] == field && fields[2] == "kB" {
 			kb, err := strconv.ParseUint(fields[1], 10, 64)
 			return kb * 1024, err
 		}
@@ -155,7 +161,7 @@ func (k *Process) ResidentMemory() (uint64, error) {
 	if err := scanner.Err(); err != nil {
 		return 0, err
 	}
-	return 0, errors.New("no VmRSS line in /proc/PID/status")
+	return 0, fmt.Errorf("no %s line in /proc/%d/status", field, pid)
 }
 
 // Stop sends SIGTERM (kubemacpool drains, with --shutdown-delay 0s at once)
