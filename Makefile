@@ -93,7 +93,7 @@ RELEASE_URL ?= https://github.com/kubemacpool/kubemacpool/releases/download/$(VE
 dist: release image helm
 	rm -rf $(BIN)/dist && mkdir -p $(BIN)/dist
 	cp config/release/kubemacpool.yaml $(BIN)/kubemacpool-oci.tar $(BIN)/dist/
-	$(BIN)/helm lint --strict charts/kubemacpool
+	$(BIN)/helm lint --strict charts/kubemacpool --namespace kubemacpool-system
 	$(BIN)/helm package charts/kubemacpool --version $(VERSION:v%=%) --app-version $(VERSION) -d $(BIN)/dist
 	$(GO) run ./hack/krew -version $(VERSION) -url $(RELEASE_URL) -out $(BIN)/dist \
 	  $(foreach arch,$(IMAGE_PLATFORMS),linux/$(arch)=$(BIN)/kubemacpool-linux-$(arch))

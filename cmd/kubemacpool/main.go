@@ -66,11 +66,6 @@ func main() {
 	}
 }
 
-// setMemoryLimit sets the Go runtime's soft memory limit to 90% of the
-// container's (MEMORY_LIMIT, in bytes, from the Deployment), unless
-// GOMEMLIMIT says otherwise: without it the heap may grow to twice what is
-// live before a collection, and a replica near its limit is killed rather
-// than slowed.
 // gcPercent is kubemacpool's GOGC unless the environment sets one. Its heap
 // is mostly its caches and indexes, which live as long as the process: at
 // Go's default of 100 the runtime lets the heap grow to twice them before
@@ -78,6 +73,11 @@ func main() {
 // (docs/benchmarks.md measures both).
 const gcPercent = 50
 
+// setMemoryLimit sets GOGC to gcPercent unless the environment sets it, and
+// the Go runtime's soft memory limit to 90% of the container's
+// (MEMORY_LIMIT, in bytes, from the Deployment) unless GOMEMLIMIT says
+// otherwise: a replica near its limit then collects harder rather than
+// being killed.
 func setMemoryLimit(log logr.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)

@@ -56,7 +56,16 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	defer ix.mu.Unlock()
 	old := ix.objects[key]
 	if sameCarriers(old, cs) {
-		return // most updates (status, labels) change nothing carried
+		// Most updates (status, labels) change nothing carried: nobody is
+		// told, but the index moves to the new list, the one the cache now
+		// holds, so the old one can be freed.
+		if len(cs) > 0 && &cs[0] != &old[0] {
+			for i := range cs {
+				ix.repointLocked(&old[i], &cs[i])
+			}
+			ix.objects[key] = cs
+		}
+		return
 	}
 	// Add before removing: a MAC the object keeps never looks uncarried,
 	// not even between the two steps.
@@ -100,6 +109,16 @@ func sameCarriers(a, b []Carrier) bool {
 		}
 	}
 	return true
+}
+
+// repointLocked makes byMAC refer to to where it referred to from.
+func (ix *Index) repointLocked(from, to *Carrier) {
+	for i, p := range ix.byMAC[to.MAC] {
+		if p == from {
+			ix.byMAC[to.MAC][i] = to
+			return
+		}
+	}
 }
 
 // Delete forgets the object: it carries nothing any more.

@@ -48,9 +48,8 @@ type Ledger struct {
 
 	mu     sync.Mutex
 	blocks map[string]*blockState
-	// byOwner lists the MACs held for each owner: a few per owner, so a
-	// list (a map per owner would cost over 200 bytes each).
-	byOwner map[ownerKey][]mac.MAC
+	// byOwner holds the MACs held for each owner (macSet).
+	byOwner map[ownerKey]*macSet
 	// recent lists, per owner namespace, the MACs whose entries appeared
 	// or were renewed, oldest first, compacted by Waiting: the pool
 	// counts a namespace's waiting reservations without walking all of
@@ -79,7 +78,7 @@ func (l *Ledger) NeedLeaderElection() bool { return false }
 func (l *Ledger) init() {
 	if l.blocks == nil {
 		l.blocks = map[string]*blockState{}
-		l.byOwner = map[ownerKey][]mac.MAC{}
+		l.byOwner = map[ownerKey]*macSet{}
 		l.recent = map[string][]mac.MAC{}
 	}
 }
@@ -203,21 +202,68 @@ func (l *Ledger) indexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
 		return
 	}
 	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	if !slices.Contains(l.byOwner[k], m) {
-		l.byOwner[k] = append(l.byOwner[k], m)
+	set := l.byOwner[k]
+	if set == nil {
+		set = &macSet{}
+		l.byOwner[k] = set
 	}
+	set.add(m)
 }
 
 func (l *Ledger) unindexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
 	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	macs := l.byOwner[k]
-	if i := slices.Index(macs, m); i >= 0 {
-		macs = slices.Delete(macs, i, i+1)
-	}
-	if len(macs) == 0 {
+	if set := l.byOwner[k]; set != nil && set.remove(m) {
 		delete(l.byOwner, k)
-	} else {
-		l.byOwner[k] = macs
+	}
+}
+
+// macSet is the MACs held for one owner key: most owners hold one or two,
+// kept in a list (a map each would cost over 200 bytes, for 10,000s of
+// owners); a StatefulSet (all its ordinals) or a generateName prefix may
+// hold thousands, kept in a map once the list is long.
+type macSet struct {
+	list []mac.MAC
+	many map[mac.MAC]struct{}
+}
+
+// macSetListMost is the longest a macSet's list gets before it is a map.
+const macSetListMost = 16
+
+func (s *macSet) add(m mac.MAC) {
+	switch {
+	case s.many != nil:
+		s.many[m] = struct{}{}
+	case slices.Contains(s.list, m):
+	case len(s.list) < macSetListMost:
+		s.list = append(s.list, m)
+	default:
+		s.many = make(map[mac.MAC]struct{}, 2*macSetListMost)
+		for _, x := range s.list {
+			s.many[x] = struct{}{}
+		}
+		s.many[m], s.list = struct{}{}, nil
+	}
+}
+
+// remove takes m out, and reports whether the set is empty now.
+func (s *macSet) remove(m mac.MAC) (empty bool) {
+	if s.many != nil {
+		delete(s.many, m)
+		return len(s.many) == 0
+	}
+	if i := slices.Index(s.list, m); i >= 0 {
+		s.list = slices.Delete(s.list, i, i+1)
+	}
+	return len(s.list) == 0
+}
+
+// each calls f with every MAC of the set.
+func (s *macSet) each(f func(mac.MAC)) {
+	for _, m := range s.list {
+		f(m)
+	}
+	for m := range s.many {
+		f(m)
 	}
 }
 
@@ -271,13 +317,17 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Entry
-	for _, m := range l.byOwner[ownerKey{kind, namespace, name}] {
+	set := l.byOwner[ownerKey{kind, namespace, name}]
+	if set == nil {
+		return nil
+	}
+	set.each(func(m mac.MAC) {
 		if st := l.blocks[BlockName(m)]; st != nil && st.latest != nil {
 			if e := Find(st.latest, Offset(m)); e != nil {
 				out = append(out, Entry{MAC: m, MACBlockEntry: *e})
 			}
 		}
-	}
+	})
 	sort.Slice(out, func(i, j int) bool { return out[i].MAC < out[j].MAC })
 	return out
 }

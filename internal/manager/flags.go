@@ -37,7 +37,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.StringVar(&o.CertMode, "cert-mode", o.CertMode, "self: keep a CA and serving certificate in --cert-secret and publish the CA in --webhook-configuration; files: serve tls.crt/tls.key from --cert-dir (e.g. from cert-manager)")
 	fs.StringVar(&o.CertSecret, "cert-secret", o.CertSecret, "Secret (in --namespace) holding the webhook CA and serving certificate, with --cert-mode=self")
 	fs.StringVar(&o.WebhookConfig, "webhook-configuration", o.WebhookConfig, "MutatingWebhookConfiguration whose caBundle kubemacpool keeps, with --cert-mode=self")
-	fs.StringVar(&certHosts, "cert-hosts", certHosts, "comma-separated DNS names or IPs the serving certificate is valid for, with --cert-mode=self")
+	fs.StringVar(&certHosts, "cert-hosts", certHosts, "comma-separated DNS names or IPs the serving certificate is valid for, with --cert-mode=self (default: those of the Service "+ServiceName+" in --namespace)")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "after SIGTERM, keep serving while not ready for this long, so the Service stops routing here first")
 	fs.StringVar(&o.TLSMinVersion, "tls-min-version", o.TLSMinVersion, "lowest TLS version the webhook and metrics servers accept: 1.2 or 1.3")
 	fs.StringVar(&cipherSuites, "tls-cipher-suites", cipherSuites, "comma-separated TLS 1.2 cipher suites (IANA names, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) for the webhook and metrics servers; empty: Go's secure defaults (TLS 1.3 suites are fixed)")
@@ -53,15 +53,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 		if o.VMNamespaces, err = scope.ParseMode(vmMode); err != nil {
 			return fmt.Errorf("--vm-namespaces: %w", err)
 		}
-		// The serving certificate names the Service in kubemacpool's own
-		// namespace unless told otherwise, so an install in another
-		// namespace (a Helm release's) needs no --cert-hosts.
-		o.CertHosts = ServiceHosts(o.Namespace)
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "cert-hosts" {
-				o.CertHosts = strings.Split(certHosts, ",")
-			}
-		})
+		o.CertHosts = nil
+		if certHosts != "" {
+			o.CertHosts = strings.Split(certHosts, ",")
+		}
 		o.TLSCipherSuites = nil
 		if cipherSuites != "" {
 			o.TLSCipherSuites = strings.Split(cipherSuites, ",")

@@ -55,6 +55,7 @@ func TestCertHostsFollowTheNamespace(t *testing.T) {
 		args []string
 		want []string
 	}{
+		{[]string{"--cert-hosts="}, []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"}},
 		{nil, []string{"kubemacpool-service.kubemacpool-system.svc", "kubemacpool-service.kubemacpool-system.svc.cluster.local"}},
 		{[]string{"--namespace=macs"}, []string{"kubemacpool-service.macs.svc", "kubemacpool-service.macs.svc.cluster.local"}},
 		{[]string{"--namespace=macs", "--cert-hosts=a.example"}, []string{"a.example"}},
@@ -68,8 +69,8 @@ func TestCertHostsFollowTheNamespace(t *testing.T) {
 		if err := complete(); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(o.CertHosts, c.want) {
-			t.Errorf("%v: cert hosts %v, want %v", c.args, o.CertHosts, c.want)
+		if !reflect.DeepEqual(o.ServingHosts(), c.want) {
+			t.Errorf("%v: serving hosts %v, want %v", c.args, o.ServingHosts(), c.want)
 		}
 	}
 }

@@ -91,9 +91,11 @@ type Options struct {
 	// certificate in CertSecret and publishes the CA in the webhook
 	// configuration) or "files" (serve tls.crt/tls.key from CertDir, kept by
 	// someone else, e.g. cert-manager).
-	CertMode        string
-	CertSecret      string
-	WebhookConfig   string
+	CertMode      string
+	CertSecret    string
+	WebhookConfig string
+	// CertHosts are the names the self-managed serving certificate is
+	// valid for; empty: the webhook Service's in Namespace (ServingHosts).
 	CertHosts       []string
 	CALifetime      time.Duration
 	ServingLifetime time.Duration
@@ -137,6 +139,16 @@ func ServiceHosts(namespace string) []string {
 	return []string{svc, svc + ".cluster.local"}
 }
 
+// ServingHosts are the names the self-managed serving certificate is valid
+// for: CertHosts, or the webhook Service's in kubemacpool's namespace, so an
+// install in another namespace (a Helm release's) needs no --cert-hosts.
+func (o Options) ServingHosts() []string {
+	if len(o.CertHosts) > 0 {
+		return o.CertHosts
+	}
+	return ServiceHosts(o.Namespace)
+}
+
 // Defaults are the production defaults.
 func Defaults() Options {
 	return Options{
@@ -159,7 +171,6 @@ func Defaults() Options {
 		CertMode:               CertModeSelf,
 		CertSecret:             "kubemacpool-webhook-certs",
 		WebhookConfig:          "kubemacpool-mutator",
-		CertHosts:              ServiceHosts("kubemacpool-system"),
 		CALifetime:             5 * 365 * 24 * time.Hour,
 		ServingLifetime:        365 * 24 * time.Hour,
 		CAOverlap:              10 * time.Minute,
@@ -198,8 +209,8 @@ func (o Options) Validate() error {
 	}
 	switch o.CertMode {
 	case CertModeSelf:
-		if o.CertSecret == "" || o.WebhookConfig == "" || len(o.CertHosts) == 0 {
-			errs = append(errs, errors.New("cert mode self needs a Secret name, a webhook configuration name and at least one host"))
+		if o.CertSecret == "" || o.WebhookConfig == "" {
+			errs = append(errs, errors.New("cert mode self needs a Secret name and a webhook configuration name"))
 		}
 	case CertModeFiles:
 	default:
@@ -308,7 +319,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		certProvider.Reader = mgr.GetCache()
 		if err := mgr.Add(&certs.Authority{
 			Settings: certs.Settings{
-				Namespace: o.Namespace, SecretName: o.CertSecret, WebhookConfig: o.WebhookConfig, Hosts: o.CertHosts,
+				Namespace: o.Namespace, SecretName: o.CertSecret, WebhookConfig: o.WebhookConfig, Hosts: o.ServingHosts(),
 				CALifetime: o.CALifetime, ServingLifetime: o.ServingLifetime, Overlap: o.CAOverlap, Check: o.CertCheck,
 			},
 			Client: mgr.GetClient(), Live: mgr.GetAPIReader(), Cache: mgr.GetCache(), Log: log.WithName("certs"),

@@ -168,7 +168,7 @@ func TestChartLints(t *testing.T) {
 		{"namespaces.pods=opt-in,namespaces.vms=opt-in,certs.mode=cert-manager,replicas=3",
 			"metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,networkPolicy.webhookSources={10.0.0.0/24}"},
 	} {
-		args := []string{"lint", "--strict", chartDir}
+		args := []string{"lint", "--strict", chartDir, "--namespace", "kubemacpool-system"}
 		for _, s := range set {
 			args = append(args, "--set", s)
 		}
@@ -274,10 +274,19 @@ func TestChartValues(t *testing.T) {
 		{"replicas=0", "at '/replicas'"},
 		{"extraArgs={reservation-grace=5m}", "at '/extraArgs/0'"},
 	} {
-		out, err := helm(t, "template", "kubemacpool", chartDir, "--set", c.set)
+		out, err := helm(t, "template", "kubemacpool", chartDir, "--namespace", "kubemacpool-system", "--set", c.set)
 		g.Expect(err).To(HaveOccurred(), "--set %s rendered:\n%s", c.set, out)
 		g.Expect(out).To(ContainSubstring(c.says), "--set %s", c.set)
 	}
+	// Installed in default, kubemacpool would never give MACs there (its
+	// webhook leaves its own namespace alone): refused.
+	out, err := helm(t, "template", "kubemacpool", chartDir)
+	g.Expect(err).To(HaveOccurred(), "rendered in the default namespace:\n%s", out)
+	g.Expect(out).To(ContainSubstring("install kubemacpool in a namespace of its own"))
+	// A numeric tag given with --set is a tag, not a refusal.
+	numeric := objectsOf(t, helmTemplate(t, "kubemacpool-system", "image.tag=1.2"))
+	fromObject(t, numeric["apps/v1 Deployment kubemacpool-system/kubemacpool-mac-controller-manager"], &d)
+	g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal("kubemacpool:1.2"))
 }
 
 // fromObject converts a decoded object into a typed one.
@@ -387,4 +396,9 @@ func TestChartInstalls(t *testing.T) {
 	crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
 	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "macblocks.kubemacpool.io"}, crd)).To(Succeed())
 	g.Expect(crd.GetDeletionTimestamp()).To(BeNil())
+
+	// Installed again under the same name, the release takes the kept CRD
+	// back.
+	install("install")
+	g.Expect(e.Client.Get(ctx, client.ObjectKey{Name: "kubemacpool-mutator"}, hook)).To(Succeed())
 }

@@ -143,7 +143,8 @@ func readyAsServiceAccount(t testing.TB, e *testenv.Env, namespace string) (*tes
 	sa := "system:serviceaccount:" + namespace + ":kubemacpool"
 	asSA := impersonating(t, e, sa, "system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
 	o := optionsFor(t, e)
-	o.Namespace, o.CertMode, o.CertHosts = namespace, manager.CertModeSelf, manager.ServiceHosts(namespace)
+	// No --cert-hosts: the names follow the namespace, as in a Deployment.
+	o.Namespace, o.CertMode = namespace, manager.CertModeSelf
 	port, err := testenv.FreePort()
 	g.Expect(err).NotTo(HaveOccurred())
 	o.WebhookHost, o.WebhookPort = "127.0.0.1", port

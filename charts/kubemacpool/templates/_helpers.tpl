@@ -44,3 +44,14 @@ true
 {{- fail (printf "certs.mode must be self or cert-manager, not %q" .Values.certs.mode) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+kubemacpool needs a namespace of its own: its webhook never mutates the pods
+and VMs of the namespace it runs in (so it can never block its own
+recovery), which in default would be everybody's.
+*/}}
+{{- define "kubemacpool.ownNamespace" -}}
+{{- if eq .Release.Namespace "default" -}}
+{{- fail "install kubemacpool in a namespace of its own (helm install ... -n kubemacpool-system --create-namespace): its webhook never gives MACs in the namespace it runs in, and this one is default" -}}
+{{- end -}}
+{{- end -}}
