@@ -28,8 +28,10 @@ type Cached struct {
 	// ObjectMeta keeps identity and lifecycle (slimMeta), and a VM's
 	// finalizers (upstream kubemacpool's is removed).
 	metav1.ObjectMeta
-	// Carried is what the object carries (Of).
-	Carried []Carrier
+	// Carried is what the object carries (Of), and Uncounted how many
+	// more MACs it lists beyond MaxCarried.
+	Carried   []Carrier
+	Uncounted int
 	// Reporter is what a running pod or VMI reports (collision.FromPod,
 	// FromVMI); nil when it reports nothing.
 	Reporter *collision.Reporter
@@ -49,7 +51,7 @@ func (c *Cached) Reports() (collision.Reporter, bool) {
 
 // DeepCopyObject makes Cached a runtime.Object, as informers require.
 func (c *Cached) DeepCopyObject() runtime.Object {
-	out := &Cached{TypeMeta: c.TypeMeta, ObjectMeta: *c.ObjectMeta.DeepCopy()}
+	out := &Cached{TypeMeta: c.TypeMeta, ObjectMeta: *c.ObjectMeta.DeepCopy(), Uncounted: c.Uncounted}
 	out.Carried = append([]Carrier(nil), c.Carried...)
 	out.Applied = append([]NetworkMAC(nil), c.Applied...)
 	if c.Reporter != nil {
@@ -73,7 +75,8 @@ var (
 
 // cachedPod is what the cache keeps of a pod.
 func cachedPod(pod *corev1.Pod) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&pod.ObjectMeta), Carried: OfPod(pod)}
+	c := &Cached{ObjectMeta: slimMeta(&pod.ObjectMeta)}
+	c.Carried, c.Uncounted = capped(ofPod(pod))
 	c.SetGroupVersionKind(podKind)
 	if r, ok := collision.FromPod(pod); ok {
 		c.Reporter = &r
@@ -84,7 +87,8 @@ func cachedPod(pod *corev1.Pod) *Cached {
 
 // cachedVM is what the cache keeps of a VM.
 func cachedVM(vm *kubevirtv1.VirtualMachine) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&vm.ObjectMeta), Carried: OfVM(vm)}
+	c := &Cached{ObjectMeta: slimMeta(&vm.ObjectMeta)}
+	c.Carried, c.Uncounted = capped(ofVM(vm))
 	c.SetGroupVersionKind(vmKind)
 	c.Finalizers = vm.Finalizers
 	return c
@@ -92,7 +96,8 @@ func cachedVM(vm *kubevirtv1.VirtualMachine) *Cached {
 
 // cachedVMI is what the cache keeps of a VMI.
 func cachedVMI(vmi *kubevirtv1.VirtualMachineInstance) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&vmi.ObjectMeta), Carried: OfVMI(vmi)}
+	c := &Cached{ObjectMeta: slimMeta(&vmi.ObjectMeta)}
+	c.Carried, c.Uncounted = capped(ofVMI(vmi))
 	c.SetGroupVersionKind(vmiKind)
 	if r, ok := collision.FromVMI(vmi); ok {
 		c.Reporter = &r

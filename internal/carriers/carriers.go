@@ -68,11 +68,38 @@ type Carrier struct {
 	Created time.Time
 }
 
-// OfPod lists the MACs a pod's Multus networks annotation carries. An
-// annotation that does not parse carries nothing (the webhook refuses such
-// an annotation; one written while it was away set up no interfaces that
-// Multus could parse either), and values that are not MACs are skipped.
+// MaxCarried is the most MACs one object is taken to carry: the first
+// MaxCarried of its annotation or interfaces. Pods and VMs outside the
+// namespaces kubemacpool serves are not checked by its webhook, and every
+// replica indexes them: one annotation of 256 KiB could list 6,000 MACs,
+// and a few thousand such pods would exhaust every replica's memory. No
+// Multus pod or KubeVirt VM sets up that many interfaces; --max-interfaces
+// may not exceed it, so nothing kubemacpool admits is ever cut short. What
+// is left out is counted (kmp_carried_macs_ignored).
+const MaxCarried = 256
+
+// capped is the first MaxCarried of cs, in a list of its own (a slice of
+// the whole would keep all of it in memory), and how many were left out.
+func capped(cs []Carrier) ([]Carrier, int) {
+	if len(cs) <= MaxCarried {
+		return cs, 0
+	}
+	out := make([]Carrier, MaxCarried)
+	copy(out, cs)
+	return out, len(cs) - MaxCarried
+}
+
+// OfPod lists the MACs a pod's Multus networks annotation carries (at most
+// MaxCarried). An annotation that does not parse carries nothing (the
+// webhook refuses such an annotation; one written while it was away set up
+// no interfaces that Multus could parse either), and values that are not
+// MACs are skipped.
 func OfPod(pod *corev1.Pod) []Carrier {
+	cs, _ := capped(ofPod(pod))
+	return cs
+}
+
+func ofPod(pod *corev1.Pod) []Carrier {
 	value := pod.Annotations[multus.NetworksAnnotation]
 	if value == "" {
 		return nil
@@ -99,8 +126,13 @@ func OfPod(pod *corev1.Pod) []Carrier {
 }
 
 // OfVM lists the MACs in the interfaces of a VM's template that
-// kubemacpool manages (kubevirt.ManagedInterfaces).
+// kubemacpool manages (kubevirt.ManagedInterfaces), at most MaxCarried.
 func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
+	cs, _ := capped(ofVM(vm))
+	return cs
+}
+
+func ofVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 	self := Ref{Kind: VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
 	out := ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
 	if kubevirt.IsMigrationReceiver(vm) {
@@ -112,10 +144,16 @@ func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 }
 
 // OfVMI lists the MACs of a VMI's managed interfaces: those in its spec and
-// those its status reports for them. A running VMI keeps the MACs it was
-// started with until a restart, whatever its VM's template says now, and
-// its status shows what the guest's interfaces actually use.
+// those its status reports for them, at most MaxCarried. A running VMI
+// keeps the MACs it was started with until a restart, whatever its VM's
+// template says now, and its status shows what the guest's interfaces
+// actually use.
 func OfVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
+	cs, _ := capped(ofVMI(vmi))
+	return cs
+}
+
+func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 	self := Ref{Kind: VirtualMachineInstance, Namespace: vmi.Namespace, Name: vmi.Name, UID: vmi.UID}
 	forRef := self
 	if vm, ok := kubevirt.ControllingVM(vmi); ok {

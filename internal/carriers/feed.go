@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 )
 
 // Feed keeps an Index in step with the pods, VMs and VMIs of the whole
@@ -35,6 +36,35 @@ type Feed struct {
 	kubeVirt atomic.Bool
 	mu       sync.Mutex
 	reason   string
+	// uncounted is how many MACs each object lists beyond MaxCarried, and
+	// uncountedTotal their sum (kmp_carried_macs_ignored).
+	uncounted      map[objectKey]int
+	uncountedTotal int
+}
+
+// count records how many MACs the object lists beyond MaxCarried (0 when
+// it is deleted), logging an object when it first goes beyond.
+func (f *Feed) count(key objectKey, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	before := f.uncounted[key]
+	if n == before {
+		return
+	}
+	if f.uncounted == nil {
+		f.uncounted = map[objectKey]int{}
+	}
+	if n == 0 {
+		delete(f.uncounted, key)
+	} else {
+		f.uncounted[key] = n
+	}
+	if before == 0 {
+		f.Log.Info("object lists more MACs than are counted as carried", "kind", key.kind, "namespace", key.namespace,
+			"name", key.name, "counted", MaxCarried, "leftOut", n)
+	}
+	f.uncountedTotal += n - before
+	metrics.CarriedIgnored.Set(float64(f.uncountedTotal))
 }
 
 // NeedLeaderElection is false: every replica needs the index.
@@ -130,6 +160,9 @@ func (f *Feed) watch(ctx context.Context, obj client.Object, kind string) (tools
 	set := func(o any) {
 		if m, ok := o.(client.Object); ok {
 			f.Index.Set(kind, m.GetNamespace(), m.GetName(), Of(o))
+			if c, ok := o.(*Cached); ok {
+				f.count(objectKey{kind, m.GetNamespace(), m.GetName()}, c.Uncounted)
+			}
 		}
 	}
 	r, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
@@ -141,6 +174,7 @@ func (f *Feed) watch(ctx context.Context, obj client.Object, kind string) (tools
 			}
 			if m, ok := o.(client.Object); ok {
 				f.Index.Delete(kind, m.GetNamespace(), m.GetName())
+				f.count(objectKey{kind, m.GetNamespace(), m.GetName()}, 0)
 			}
 		},
 	})

@@ -206,3 +206,26 @@ func TestSlimKeepsWhatIsRead(t *testing.T) {
 		t.Error("a namespace keeps managedFields")
 	}
 }
+
+// An object listing more than MaxCarried MACs is taken to carry the first
+// MaxCarried, the same whether read whole or from the cache, and the rest
+// is counted.
+func TestCarriedIsCapped(t *testing.T) {
+	p := &corev1.Pod{ObjectMeta: meta("many")}
+	var networks []string
+	for i := range carriers.MaxCarried + 44 {
+		networks = append(networks, fmt.Sprintf(`{"name":"n","mac":"02:00:00:00:%02x:%02x"}`, i/256, i%256))
+	}
+	p.Annotations["k8s.v1.cni.cncf.io/networks"] = "[" + strings.Join(networks, ",") + "]"
+	c := cached(t, p)
+	if len(c.Carried) != carriers.MaxCarried || c.Uncounted != 44 {
+		t.Fatalf("cached %d carried, %d uncounted; want %d, 44", len(c.Carried), c.Uncounted, carriers.MaxCarried)
+	}
+	if cap(c.Carried) != carriers.MaxCarried {
+		t.Errorf("the cached list keeps room for %d carriers: the whole list stays in memory", cap(c.Carried))
+	}
+	same(t, "carriers of a pod listing too many", carriers.Of(p), carriers.Of(c))
+	if last := c.Carried[carriers.MaxCarried-1].MAC; last != mac.MAC(0x0200000000ff) {
+		t.Errorf("the last MAC counted is %s, want the 256th listed", last)
+	}
+}

@@ -44,7 +44,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.IntVar(&o.MaxPendingPerNamespace, "max-pending-per-namespace", o.MaxPendingPerNamespace, "most MAC reservations of one namespace that may wait for their objects (made within --reservation-grace, not seen carried yet); a request beyond it is refused. 0: no bound")
 	fs.Float64Var(&o.ControllersQPS, "controllers-api-qps", o.ControllersQPS, "requests per second to the API server of the leader's controllers (repair, cleanup), apart from the webhook's --kube-api-qps")
 	fs.IntVar(&o.ControllersBurst, "controllers-api-burst", o.ControllersBurst, "burst of the controllers' requests to the API server")
-	fs.IntVar(&o.MaxInterfaces, "max-interfaces", o.MaxInterfaces, "most networks one pod, or managed interfaces one VM or VMI, may get MACs for; a request asking for more is refused before anything is reserved")
+	fs.IntVar(&o.MaxInterfaces, "max-interfaces", o.MaxInterfaces, "most networks one pod, or managed interfaces one VM or VMI, may get MACs for; a request asking for more is refused before anything is reserved (at most 256, the most MACs one object is taken to carry)")
 	return func() error {
 		var err error
 		if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {

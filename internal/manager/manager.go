@@ -225,8 +225,8 @@ func (o Options) Validate() error {
 	if o.MaxPendingPerNamespace < 0 {
 		errs = append(errs, fmt.Errorf("--max-pending-per-namespace must not be negative, got %d", o.MaxPendingPerNamespace))
 	}
-	if o.MaxInterfaces < 1 {
-		errs = append(errs, fmt.Errorf("--max-interfaces must be at least 1, got %d", o.MaxInterfaces))
+	if o.MaxInterfaces < 1 || o.MaxInterfaces > carriers.MaxCarried {
+		errs = append(errs, fmt.Errorf("--max-interfaces must be from 1 to %d (the most MACs one object is taken to carry), got %d", carriers.MaxCarried, o.MaxInterfaces))
 	}
 	if o.KubeVirtPoll <= 0 {
 		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))

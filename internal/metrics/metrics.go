@@ -88,6 +88,13 @@ var (
 		Help: "Multus network-status entries of running pods left unread by the collision detector: beyond one per network of the pod's networks annotation, or beyond 32 per pod.",
 	})
 
+	// CarriedIgnored counts the MACs pods, VMs and VMIs list beyond the
+	// most one object is taken to carry (carriers.MaxCarried, 256).
+	CarriedIgnored = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kmp_carried_macs_ignored",
+		Help: "MACs that pods, VMs and VMIs list beyond the first 256 of each object, not counted as carried: such a MAC could be handed out again. Find the objects in kubemacpool's log (\"object lists more MACs than are counted as carried\").",
+	})
+
 	// NotApplied is the number of pods whose network-status reports, for a
 	// network kubemacpool gave a MAC, another MAC or none.
 	NotApplied = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -147,7 +154,7 @@ func Register(pool PoolStats) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, pick)
 	}
 	collectors := []prometheus.Collector{
-		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, RangeConfigMissing, Collisions, NetworkStatusIgnored, NotApplied,
+		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, RangeConfigMissing, Collisions, NetworkStatusIgnored, CarriedIgnored, NotApplied,
 		LedgerWrites, LedgerBatch,
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast, EXCLUDED_MACS, KubeVirt's in-pod bridge MAC and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),

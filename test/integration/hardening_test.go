@@ -242,3 +242,32 @@ func TestTLSMinVersion(t *testing.T) {
 	g.Expect(handshake(tls.VersionTLS12)).To(HaveOccurred(), "TLS 1.2 accepted with --tls-min-version=1.3")
 	g.Expect(handshake(tls.VersionTLS13)).To(Succeed())
 }
+
+// A pod outside the served namespaces may list any number of MACs in its
+// networks annotation; every replica counts the first 256 as carried (so
+// none of them is handed out or given to anyone else), and no more: the
+// rest is counted in a metric, so one tenant's padded pods cannot exhaust
+// every replica's memory.
+func TestCarriedMACsAreBounded(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	addr, _ := withMetrics(t)
+	ignored := newNamespace(t, map[string]string{scope.PodsLabel: "ignore"})
+	var networks []string
+	for i := range 1000 {
+		networks = append(networks, fmt.Sprintf(`{"name":"ovs","mac":"02:5d:00:00:%02x:%02x"}`, i/256, i%256))
+	}
+	padded := createPod(t, pod(ignored, "padded", "["+strings.Join(networks, ",")+"]"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(scrape(g, addr)["kmp_carried_macs_ignored"]).To(Equal(744.0))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+
+	served := newNamespace(t, nil)
+	err := env.Client.Create(ctx, pod(served, "asker", `[{"name":"ovs","mac":"02:5d:00:00:00:ff"}]`))
+	g.Expect(err).To(MatchError(ContainSubstring("02:5d:00:00:00:ff is already in use by Pod " + ignored + "/padded")))
+
+	g.Expect(env.Client.Delete(ctx, padded)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(scrape(g, addr)["kmp_carried_macs_ignored"]).To(Equal(0.0))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+}
