@@ -88,7 +88,9 @@ image:
 # (its default image tag is the release's version), the OCI image layout
 # (linux/amd64 and linux/arm64), the kubectl plugin archives for both, its
 # krew manifest (checksums computed from the archives), and SHA256SUMS.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^\([0-9]\)/v\1/; s/^\([^v]\)/v0.0.0-\1/')
+# The release's version: the tag (with a leading v), or v0.0.0-<commit>
+# without one (a commit hash may start with a digit: never taken as a tag).
+VERSION ?= $(shell v=$$(git describe --tags --dirty 2>/dev/null) || v=0.0.0-$$(git describe --always --dirty); echo v$${v#v})
 RELEASE_URL ?= https://github.com/kubemacpool/kubemacpool/releases/download/$(VERSION)
 dist: release image helm
 	rm -rf $(BIN)/dist && mkdir -p $(BIN)/dist
