@@ -73,35 +73,43 @@ var (
 	vmiKind = kubevirtv1.VirtualMachineInstanceGroupVersionKind
 )
 
+// newCached is what the cache keeps of any of the kinds: identity, kind,
+// and what the object carries, capped.
+func newCached(m *metav1.ObjectMeta, kind schema.GroupVersionKind, carried []Carrier) *Cached {
+	c := &Cached{ObjectMeta: slimMeta(m)}
+	c.SetGroupVersionKind(kind)
+	c.Carried, c.Uncounted = capped(carried)
+	return c
+}
+
+// reported is a collision report to keep: nil when there is none.
+func reported(r collision.Reporter, ok bool) *collision.Reporter {
+	if !ok {
+		return nil
+	}
+	return &r
+}
+
 // cachedPod is what the cache keeps of a pod.
 func cachedPod(pod *corev1.Pod) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&pod.ObjectMeta)}
-	c.Carried, c.Uncounted = capped(ofPod(pod))
-	c.SetGroupVersionKind(podKind)
-	if r, ok := collision.FromPod(pod); ok {
-		c.Reporter = &r
-	}
+	c := newCached(&pod.ObjectMeta, podKind, ofPod(pod))
+	c.Reporter = reported(collision.FromPod(pod))
 	c.Applied = NetworkMACs(pod)
 	return c
 }
 
-// cachedVM is what the cache keeps of a VM.
+// cachedVM is what the cache keeps of a VM, and its finalizers (upstream
+// kubemacpool's is removed).
 func cachedVM(vm *kubevirtv1.VirtualMachine) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&vm.ObjectMeta)}
-	c.Carried, c.Uncounted = capped(ofVM(vm))
-	c.SetGroupVersionKind(vmKind)
+	c := newCached(&vm.ObjectMeta, vmKind, ofVM(vm))
 	c.Finalizers = vm.Finalizers
 	return c
 }
 
 // cachedVMI is what the cache keeps of a VMI.
 func cachedVMI(vmi *kubevirtv1.VirtualMachineInstance) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(&vmi.ObjectMeta)}
-	c.Carried, c.Uncounted = capped(ofVMI(vmi))
-	c.SetGroupVersionKind(vmiKind)
-	if r, ok := collision.FromVMI(vmi); ok {
-		c.Reporter = &r
-	}
+	c := newCached(&vmi.ObjectMeta, vmiKind, ofVMI(vmi))
+	c.Reporter = reported(collision.FromVMI(vmi))
 	return c
 }
 
