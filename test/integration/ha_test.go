@@ -26,7 +26,9 @@ var (
 	buildErr    error
 )
 
-// kubemacpoolBinary builds cmd/kubemacpool once per test run.
+// kubemacpoolBinary builds cmd/kubemacpool once per test run, with the race
+// detector: every replica the tests start reports data races in its log,
+// and kubemacpoolProcess fails the test that started it on any report.
 func kubemacpoolBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -36,7 +38,7 @@ func kubemacpoolBinary(t testing.TB) string {
 			return
 		}
 		builtBinary = filepath.Join(dir, "kubemacpool")
-		out, err := exec.Command("go", "build", "-o", builtBinary, filepath.Join(env.Root, "cmd", "kubemacpool")).CombinedOutput()
+		out, err := exec.Command("go", "build", "-race", "-o", builtBinary, filepath.Join(env.Root, "cmd", "kubemacpool")).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v: %s", err, out)
 		}

@@ -77,6 +77,7 @@ func optionsFor(t testing.TB, e *testenv.Env) manager.Options {
 	}
 	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	o.ReservationGrace = testGrace
+	o.MinReservationGrace = time.Second // short timers, on a control plane that stores at once
 	o.RepairInterval = time.Minute
 	o.LeaseDuration = 3 * time.Second
 	o.RenewDeadline = 2 * time.Second
@@ -155,11 +156,32 @@ func kubemacpoolProcess(t testing.TB, kubeconfig string, o manager.Options) *tes
 		// Stopped as a rollout stops it (SIGTERM), so its Lease is released
 		// and the next test's replica leads at once.
 		p.Stop()
+		if race := raceReport(logPath); race != "" {
+			t.Errorf("kubemacpool (built with -race) reported a data race; %s has it all:\n%s", logPath, race)
+		}
 		if t.Failed() || os.Getenv("KMP_LOG") != "" {
 			printLogTail(t, logPath)
 		}
 	})
 	return p
+}
+
+// raceMarker starts every report of Go's race detector.
+const raceMarker = "WARNING: DATA RACE"
+
+// raceReport returns the first data race report in the log at path (its
+// first 80 lines), or "" if there is none.
+func raceReport(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	i := strings.Index(string(data), raceMarker)
+	if i < 0 {
+		return ""
+	}
+	lines := strings.SplitN(string(data[i:]), "\n", 81)
+	return strings.Join(lines[:min(len(lines), 80)], "\n")
 }
 
 // printLogTail logs the last lines of a replica's log.
