@@ -7,9 +7,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
@@ -119,7 +122,7 @@ func balance(blocks []v1alpha1.MACBlock, carried map[mac.MAC]holder) (unbound, m
 	matched := 0
 	eachEntry(blocks, func(m mac.MAC, e *v1alpha1.MACBlockEntry) {
 		h, ok := carried[m]
-		if ok && ledger.OwnerMatches(e.Owner, h.kind, h.namespace, h.name, h.uid) {
+		if ok && holders.OwnerIs(e.Owner, carriers.Ref{Kind: h.kind, Namespace: h.namespace, Name: h.name, UID: types.UID(h.uid)}) {
 			matched++
 			return
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
-	"github.com/kubemacpool/kubemacpool/internal/ledger"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -56,7 +56,7 @@ func Describe(ms []Mismatch) string {
 // ledger names the pod (an entry made for a generateName prefix matches
 // the pod's name).
 func GivenTo(owner v1alpha1.Owner, pod metav1.Object) bool {
-	return ledger.OwnerMatches(owner, "Pod", pod.GetNamespace(), pod.GetName(), string(pod.GetUID()))
+	return holders.OwnerIs(owner, carriers.Ref{Kind: carriers.Pod, Namespace: pod.GetNamespace(), Name: pod.GetName(), UID: pod.GetUID()})
 }
 
 // Check compares what the networks annotation of a pod asks for with what

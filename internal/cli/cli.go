@@ -24,6 +24,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/applied"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
@@ -94,7 +95,7 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	for _, e := range entries {
 		held[e.MAC] = true
 		key := e.Owner.Kind
-		if !ledger.Bound(e.Owner, carried[e.MAC]) {
+		if !holders.Bound(e.Owner, carried[e.MAC]) {
 			waiting++
 			key = "Reserved"
 		}
@@ -225,7 +226,7 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 		fmt.Fprintf(w, "Interface:\t%s\n", entry.Interface)
 	}
 	phase := "Reserved (its owner is not seen carrying it yet; released if it is not within the grace period)"
-	if ledger.Bound(o, found) {
+	if holders.Bound(o, found) {
 		phase = "Bound"
 	}
 	if entry.Adopted {
@@ -279,7 +280,7 @@ func carriedMACs(ctx context.Context, c client.Client, entryOf func(mac.MAC) *v1
 	ix := carriers.NewIndex(nil)
 	ix.CheckHeldWith(func(m mac.MAC, owner carriers.Ref) bool {
 		e := entryOf(m)
-		return e != nil && ledger.OwnerMatches(e.Owner, owner.Kind, owner.Namespace, owner.Name, string(owner.UID))
+		return e != nil && holders.OwnerIs(e.Owner, owner)
 	})
 	for _, o := range objs {
 		kind, ok := kinds[o]

@@ -8,12 +8,9 @@ package ledger
 
 import (
 	"sort"
-	"strings"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // BlockSize is how many consecutive MACs one MACBlock covers. Every write
@@ -121,51 +118,4 @@ func Remove(b *v1alpha1.MACBlock, offset int32) bool {
 // the one judged.
 func SameEntry(a, b *v1alpha1.MACBlockEntry) bool {
 	return a != nil && b != nil && a.Offset == b.Offset && a.Owner == b.Owner && a.Reserved.Equal(&b.Reserved)
-}
-
-// OwnerMatches reports whether an entry's owner names the object kind
-// namespace/name with uid. An entry made for a generateName object matches
-// any object whose name starts with that prefix; a UID, when recorded on
-// both sides, must agree. An entry held for a StatefulSet's ordinal
-// matches the pod of that name, whatever its UID: each pod created again
-// under the name is it.
-func OwnerMatches(o v1alpha1.Owner, kind, namespace, name, uid string) bool {
-	if o.Kind == sticky.Kind && kind == carriers.Pod {
-		return o.Namespace == namespace && name == sticky.PodName(o.Name, o.Ordinal)
-	}
-	if o.Kind != kind || o.Namespace != namespace {
-		return false
-	}
-	if o.UID != "" && uid != "" && string(o.UID) != uid {
-		return false
-	}
-	if o.Name != "" {
-		return o.Name == name
-	}
-	return o.GenerateName != "" && len(name) > len(o.GenerateName) && strings.HasPrefix(name, o.GenerateName)
-}
-
-// SameOwner reports whether a request for owner r may take over an entry
-// held for o: the same named object asking again (a retried create, or a
-// VM update putting back a MAC it had). Objects named only by
-// generateName are never the same: nothing tells two of them apart.
-func SameOwner(o, r v1alpha1.Owner) bool {
-	if r.Name == "" || o.Kind != r.Kind || o.Namespace != r.Namespace || o.Name != r.Name || o.Ordinal != r.Ordinal {
-		return false
-	}
-	return o.UID == "" || r.UID == "" || o.UID == r.UID
-}
-
-// Bound reports whether an entry held for o is bound: one of cs, the
-// carriers of its MAC, is its owner, or carries the MAC for it (a VM's
-// VMI or virt-launcher pod). Nothing is written when an entry becomes
-// bound; this is how everyone tells.
-func Bound(o v1alpha1.Owner, cs []carriers.Carrier) bool {
-	for _, c := range cs {
-		if OwnerMatches(o, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)) ||
-			c.For.Is(o.Kind, o.Namespace, o.Name, o.UID) {
-			return true
-		}
-	}
-	return false
 }

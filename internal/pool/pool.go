@@ -17,9 +17,9 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
-	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
 // maxRounds bounds how often one request picks again when other replicas
@@ -73,35 +73,6 @@ func (p *Pool) excludedBy(m mac.MAC) (mac.Range, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.alloc.ExcludedBy(m)
-}
-
-// HeldError says a MAC asked for explicitly is held by another object:
-// reserved for it in the ledger (Entry set), or carried by it without an
-// entry yet (Carrier set).
-type HeldError struct {
-	MAC     mac.MAC
-	Entry   *v1alpha1.MACBlockEntry
-	Carrier *carriers.Carrier
-}
-
-func (e *HeldError) Error() string {
-	var holder, network string
-	if e.Entry != nil {
-		o := e.Entry.Owner
-		holder, network = fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName()), e.Entry.Network
-		if o.Kind == sticky.Kind {
-			holder += " for its pod " + sticky.PodName(o.Name, o.Ordinal)
-		}
-	} else if e.Carrier != nil {
-		holder, network = e.Carrier.Object.String(), e.Carrier.Network
-	}
-	if network != "" {
-		holder += fmt.Sprintf(" (network %s)", network)
-	}
-	if c := e.Carrier; c != nil && c.For != c.Object {
-		holder += " of " + c.For.String()
-	}
-	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
 }
 
 // Slot is one interface of a request that needs a MAC.
@@ -368,48 +339,43 @@ func (p *Pool) Done(r *Result) {
 	r.picked = nil
 }
 
-// carriedByOther returns an object that carries m on behalf of anyone but
-// r's owner, or nil. What the owner's own objects carry (the object
-// itself, re-applied; a VM's running VMI and virt-launcher pod) is its
-// own. Between the two VMs of a decentralized live migration: the receiver
-// may carry what any VM carries, and the VM holding the MAC may go on
-// carrying it while a receiver does.
-func (p *Pool) carriedByOther(m mac.MAC, r Request) *carriers.Carrier {
-	if p.carried == nil {
-		return nil
-	}
-	owner := r.Owner
-	for _, c := range p.carried.Of(m) {
-		switch {
-		case c.For.Is(owner.Kind, owner.Namespace, owner.Name, owner.UID):
-		case owner.Kind == sticky.Kind && ledger.OwnerMatches(owner, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)):
-			// The pod of the name, gone or going (the index may not have
-			// seen its delete yet): the StatefulSet's own.
-		case r.Receiver && c.For.Kind == carriers.VirtualMachine:
-		case c.ForReceiver && owner.Kind == carriers.VirtualMachine && p.holds(m, owner):
-		default:
-			return &c
-		}
-	}
-	return nil
+// ask is what the request r asks of the holders' rule for m.
+func (r Request) ask() holders.Request {
+	return holders.Request{Owner: r.Owner, Receiver: r.Receiver}
 }
 
-// Usable reports whether m may go to r's owner: not excluded, and carried
-// for no one else. A StatefulSet pod's MACs held for its name are offered
-// back only if usable; one that is not (excluded since, or taken up by an
-// object kubemacpool never admitted) is replaced by a fresh MAC rather
-// than refusing the pod.
+// Usable reports whether m may go to r's owner as far as this replica
+// knows: not excluded, and the holders' rule allows it given the index's
+// entry and carriers. A StatefulSet pod's MACs held for its name are
+// offered back only if usable; one that is not (excluded since, or taken
+// up by an object kubemacpool never admitted) is replaced by a fresh MAC
+// rather than refusing the pod.
 func (p *Pool) Usable(m mac.MAC, r Request) bool {
 	if _, excluded := p.excludedBy(m); excluded {
 		return false
 	}
-	return p.carriedByOther(m, r) == nil
+	return p.judge(m, r, p.indexedEntry(m)).Allowed
 }
 
-// holds reports whether the ledger's entry for m is owner's.
-func (p *Pool) holds(m mac.MAC, owner v1alpha1.Owner) bool {
-	e, ok := p.ledger.Lookup(m)
-	return ok && ledger.SameOwner(e.Owner, owner)
+// judge asks the holders' rule whether r may have m, with entry as the
+// ledger's entry for it and the carriers the index knows.
+func (p *Pool) judge(m mac.MAC, r Request, entry *v1alpha1.MACBlockEntry) holders.Verdict {
+	var cs []carriers.Carrier
+	if p.carried != nil {
+		cs = p.carried.Of(m)
+	}
+	return holders.MayTake(r.ask(), holders.Facts{MAC: m, Entry: entry, Carriers: cs})
+}
+
+// indexedEntry is the ledger index's entry for m, or nil.
+func (p *Pool) indexedEntry(m mac.MAC) *v1alpha1.MACBlockEntry {
+	if p.ledger == nil {
+		return nil // a pool tested alone
+	}
+	if e, ok := p.ledger.Lookup(m); ok {
+		return &e.MACBlockEntry
+	}
+	return nil
 }
 
 // want is one MAC a request tries to hold in one round.
@@ -441,9 +407,6 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 		}
 		if x, ok := p.excludedBy(s.Requested); ok {
 			return res, &ExcludedError{MAC: s.Requested, Entry: x}
-		}
-		if c := p.carriedByOther(s.Requested, r); c != nil {
-			return res, &HeldError{MAC: s.Requested, Carrier: c}
 		}
 		wants = append(wants, &want{slot: i, mac: s.Requested, explicit: true})
 	}
@@ -509,8 +472,8 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 // dryRun answers r from the index alone.
 func (p *Pool) dryRun(r Request, res *Result, explicit []*want) error {
 	for _, w := range explicit {
-		if e, ok := p.ledger.Lookup(w.mac); ok && !ledger.SameOwner(e.Owner, r.Owner) && !receiving(r, e.Owner) {
-			return &HeldError{MAC: w.mac, Entry: &e.MACBlockEntry}
+		if err := p.judge(w.mac, r, p.indexedEntry(w.mac)).Err(w.mac); err != nil {
+			return err
 		}
 		res.MACs[w.slot] = w.mac
 	}
@@ -545,7 +508,7 @@ func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want)
 		go func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs <- p.ledger.Update(ctx, start, reserveIn(r, res, ws))
+			errs <- p.ledger.Update(ctx, start, p.reserveIn(r, res, ws))
 		}()
 	}
 	var first error
@@ -558,8 +521,10 @@ func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want)
 }
 
 // reserveIn is the block change that adds a request's wants to one block:
-// all of them or, if a requested MAC is another's, none.
-func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
+// all of them or, if a requested MAC may not go to the request, none. What
+// the block holds decides, judged by the holders' rule with the carriers
+// the index knows now.
+func (p *Pool) reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 	return func(b *v1alpha1.MACBlock) (bool, error) {
 		for _, w := range ws {
 			w.written, w.lost = false, false
@@ -574,24 +539,30 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 				Network: s.Network, Interface: s.Interface, Reserved: res.Reserved,
 			}
 			held := ledger.Find(b, off)
-			switch {
-			case held == nil:
+			if !w.explicit {
+				if held != nil {
+					w.lost = true // another replica was first: pick again
+					continue
+				}
 				written = append(written, w)
-			case !w.explicit:
-				w.lost = true
+				add = append(add, entry)
 				continue
-			case receiving(r, held.Owner):
+			}
+			v := p.judge(w.mac, r, held)
+			switch {
+			case !v.Allowed:
+				return false, v.Err(w.mac)
+			case v.Shared:
 				continue // accepted: the source VM keeps holding it
-			case !ledger.SameOwner(held.Owner, r.Owner):
-				e := *held
-				return false, &HeldError{MAC: w.mac, Entry: &e}
-			default:
+			case v.Own:
 				// The same object asking again (a retried create, a VM
-				// update putting back a MAC it had dropped): renew, so the
+				// update putting back a MAC it had): renew, so the
 				// repair, which judges only the entry it read, gives the
 				// object the full grace period to be stored.
 				entry.Owner.UID = firstNonEmpty(r.Owner.UID, held.Owner.UID)
 				entry.Adopted = held.Adopted
+			default:
+				written = append(written, w)
 			}
 			add = append(add, entry)
 		}
@@ -603,12 +574,6 @@ func reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 		}
 		return len(add) > 0, nil
 	}
-}
-
-// receiving reports whether r, a migration receiver, may share a MAC held
-// for holder: another VM, its migration source.
-func receiving(r Request, holder v1alpha1.Owner) bool {
-	return r.Receiver && holder.Kind == carriers.VirtualMachine && !ledger.SameOwner(holder, r.Owner)
 }
 
 func firstNonEmpty[T ~string](a, b T) T {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -107,12 +108,12 @@ func TestCarriedMACsAreNotCandidates(t *testing.T) {
 	// The same object re-applying it is not refused by the carrier check.
 	_, err := p.Reserve(t.Context(), Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "other"}, DryRun: true,
 		Slots: []Slot{{Network: "ns/a", Requested: 0x0a0000000002}}})
-	var held *HeldError
+	var held *holders.HeldError
 	if !errors.As(err, &held) || !strings.Contains(err.Error(), "already in use by "+pod.String()) {
 		t.Fatalf("claim of a carried MAC: %v", err)
 	}
-	if c := p.carriedByOther(0x0a0000000002, Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}}); c != nil {
-		t.Fatalf("the carrier itself was refused its MAC: %v", c)
+	if !p.Usable(0x0a0000000002, Request{Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}}) {
+		t.Fatal("the carrier itself was refused its MAC")
 	}
 
 	carry("p", 0x0a0000000000) // two interfaces removed

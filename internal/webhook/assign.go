@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -106,7 +107,7 @@ func (a *assigner) fail(ctx context.Context, err error) error {
 }
 
 func refusalOutcome(err error) string {
-	var held *pool.HeldError
+	var held *holders.HeldError
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
 	var excluded *pool.ExcludedError
@@ -196,7 +197,7 @@ func (e *invalidError) Error() string { return e.msg }
 
 // refusal turns an assignment error into the answer the user sees.
 func refusal(err error) admission.Response {
-	var held *pool.HeldError
+	var held *holders.HeldError
 	var exhausted *pool.ExhaustedError
 	var invalid *invalidError
 	var excluded *pool.ExcludedError

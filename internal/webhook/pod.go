@@ -21,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -143,7 +145,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	if req.Operation == admissionv1.Update {
 		for _, e := range h.Ledger.OwnedBy("Pod", req.Namespace, pod.Metadata.Name) {
-			if ledger.OwnerMatches(e.Owner, "Pod", req.Namespace, pod.Metadata.Name, string(pod.Metadata.UID)) {
+			if holders.OwnerIs(e.Owner, carriers.Ref{Kind: carriers.Pod, Namespace: req.Namespace, Name: pod.Metadata.Name, UID: pod.Metadata.UID}) {
 				held = append(held, e)
 			}
 		}

@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -197,7 +199,7 @@ func (h *VMMutator) notFromVM(ctx context.Context, vmi *kubevirtv1.VirtualMachin
 	}
 	if h.Ledger != nil {
 		for _, e := range h.Ledger.OwnedBy("VirtualMachine", vm.Namespace, vm.Name) {
-			if ledger.OwnerMatches(e.Owner, "VirtualMachine", vm.Namespace, vm.Name, string(vm.UID)) {
+			if holders.OwnerIs(e.Owner, carriers.Ref{Kind: carriers.VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}) {
 				own[e.MAC] = true
 			}
 		}

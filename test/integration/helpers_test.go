@@ -20,6 +20,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
@@ -186,7 +187,7 @@ func carriedOn(g Gomega, c client.Client) map[mac.MAC][]carriers.Carrier {
 func expectAllBoundOn(g Gomega, c client.Client) {
 	carried := carriedOn(g, c)
 	for _, e := range allEntriesOn(g, c) {
-		g.Expect(ledger.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v left unbound", e.MAC, e.Owner)
+		g.Expect(holders.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v left unbound", e.MAC, e.Owner)
 	}
 }
 
@@ -199,9 +200,9 @@ func expectBound(t testing.TB, m mac.MAC, p *corev1.Pod) {
 		g.Expect(e).NotTo(BeNil(), "MAC %s must have a ledger entry", m)
 		g.Expect(e.Owner.Kind).To(BeElementOf("Pod", "StatefulSet"), "a pod's, or its StatefulSet's for its name")
 		g.Expect(e.Owner.Namespace).To(Equal(p.Namespace))
-		g.Expect(ledger.OwnerMatches(e.Owner, "Pod", p.Namespace, p.Name, string(p.UID))).To(BeTrue(), "entry %+v is not for pod %s", e.Owner, p.Name)
+		g.Expect(holders.OwnerIs(e.Owner, carriers.Ref{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID})).To(BeTrue(), "entry %+v is not for pod %s", e.Owner, p.Name)
 		g.Expect(e.MAC.String()).To(Equal(e.MACBlockEntry.MAC))
-		g.Expect(ledger.Bound(e.Owner, carriedNow(g)[m])).To(BeTrue(), "pod %s does not carry %s", p.Name, m)
+		g.Expect(holders.Bound(e.Owner, carriedNow(g)[m])).To(BeTrue(), "pod %s does not carry %s", p.Name, m)
 	}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 

@@ -7,6 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
@@ -51,7 +52,7 @@ func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 	for _, e := range entries {
 		g.Expect(seen[e.MAC]).To(BeFalse())
 		seen[e.MAC] = true
-		g.Expect(ledger.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry %s for %+v not carried by its pod", e.MAC, e.Owner)
+		g.Expect(holders.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry %s for %+v not carried by its pod", e.MAC, e.Owner)
 		g.Expect(carried[e.MAC]).To(HaveLen(1), "MAC %s carried twice", e.MAC)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -55,7 +57,7 @@ func TestRangeConfigMapAppliesLive(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		m := entryOf(g, oldMAC)
 		g.Expect(m).NotTo(BeNil())
-		g.Expect(ledger.OwnerMatches(m.Owner, "Pod", old.Namespace, old.Name, string(old.UID))).To(BeTrue(), "held for %+v", m.Owner)
+		g.Expect(holders.OwnerIs(m.Owner, carriers.Ref{Kind: "Pod", Namespace: old.Namespace, Name: old.Name, UID: old.UID})).To(BeTrue(), "held for %+v", m.Owner)
 	}).WithTimeout(2 * time.Second).Should(Succeed())
 }
 
@@ -264,9 +266,9 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 		ctx := context.Background()
 		pods := &corev1.PodList{}
 		g.Expect(c.List(ctx, pods)).To(Succeed())
-		holders := map[mac.MAC]ledger.Entry{}
+		entries := map[mac.MAC]ledger.Entry{}
 		for _, e := range allEntriesOn(g, c) {
-			holders[e.MAC] = e
+			entries[e.MAC] = e
 		}
 		carriedBy := map[mac.MAC]string{}
 		for i := range pods.Items {
@@ -281,15 +283,15 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 				who := p.Namespace + "/" + p.Name
 				g.Expect(carriedBy).NotTo(HaveKey(m), "MAC %s carried by %s and %s", m, carriedBy[m], who)
 				carriedBy[m] = who
-				h, ok := holders[m]
+				h, ok := entries[m]
 				g.Expect(ok).To(BeTrue(), "MAC %s of %s has no ledger entry", m, who)
-				g.Expect(ledger.OwnerMatches(h.Owner, "Pod", p.Namespace, p.Name, string(p.UID))).To(BeTrue(), "MAC %s of %s held by %+v", m, who, h.Owner)
+				g.Expect(holders.OwnerIs(h.Owner, carriers.Ref{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID})).To(BeTrue(), "MAC %s of %s held by %+v", m, who, h.Owner)
 			}
 		}
 		// Owners may be VMs and VMIs too: every entry is bound.
 		carried := carriedOn(g, c)
-		for m, h := range holders {
-			g.Expect(ledger.Bound(h.Owner, carried[m])).To(BeTrue(), "the entry of %s outlives its owner %+v", m, h.Owner)
+		for m, h := range entries {
+			g.Expect(holders.Bound(h.Owner, carried[m])).To(BeTrue(), "the entry of %s outlives its owner %+v", m, h.Owner)
 		}
 	}).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 }

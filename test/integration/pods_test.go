@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
@@ -290,7 +291,7 @@ func TestReservationOfRefusedPodExpires(t *testing.T) {
 		reserved = reservationsFor(g, ns, "refused")
 		g.Expect(reserved).To(HaveLen(1))
 	}).WithTimeout(5 * time.Second).Should(Succeed())
-	g.Expect(ledger.Bound(reserved[0].Owner, carriedNow(g)[reserved[0].MAC])).To(BeFalse(), "nothing carries the refused pod's MAC")
+	g.Expect(holders.Bound(reserved[0].Owner, carriedNow(g)[reserved[0].MAC])).To(BeFalse(), "nothing carries the refused pod's MAC")
 	g.Eventually(func(g Gomega) {
 		g.Expect(reservationsFor(g, ns, "refused")).To(BeEmpty())
 	}).WithTimeout(testGrace + 20*time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())

@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
+	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
@@ -87,8 +89,8 @@ func expectHeldBy(t testing.TB, m string, kind string, obj client.Object) {
 		g.Expect(h).NotTo(BeNil(), "MAC %s must have a ledger entry", m)
 		g.Expect(h.Owner.Kind).To(Equal(kind))
 		g.Expect(h.Owner.Name).To(Equal(obj.GetName()))
-		g.Expect(ledger.OwnerMatches(h.Owner, kind, obj.GetNamespace(), obj.GetName(), string(obj.GetUID()))).To(BeTrue())
-		g.Expect(ledger.Bound(h.Owner, carriedNow(g)[parsed])).To(BeTrue(), "%s %s does not carry %s", kind, obj.GetName(), m)
+		g.Expect(holders.OwnerIs(h.Owner, carriers.Ref{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID()})).To(BeTrue())
+		g.Expect(holders.Bound(h.Owner, carriedNow(g)[parsed])).To(BeTrue(), "%s %s does not carry %s", kind, obj.GetName(), m)
 	}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
 
@@ -427,7 +429,7 @@ func TestKubeVirtInstalledAfterStart(t *testing.T) {
 		}
 		g.Expect(h).NotTo(BeNil())
 		g.Expect(h.Owner.Name).To(Equal(vm.Name))
-		g.Expect(ledger.Bound(h.Owner, carriedOn(g, bare.Client)[m])).To(BeTrue())
+		g.Expect(holders.Bound(h.Owner, carriedOn(g, bare.Client)[m])).To(BeTrue())
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	g.Expect(bare.Client.Delete(ctx, vm)).To(Succeed())
 	g.Eventually(func(g Gomega) {
