@@ -14,7 +14,7 @@ import (
 func TestArgsRoundTrip(t *testing.T) {
 	o := Defaults()
 	o.Namespace, o.WebhookHost, o.WebhookPort = "ns", "127.0.0.1", 12345
-	o.ReservationGrace, o.RepairInterval = 4*time.Second, time.Minute
+	o.ReservationGrace, o.RepairInterval, o.MinReservationGrace = 4*time.Second, time.Minute, time.Second
 	o.PodNamespaces, o.VMNamespaces = scope.OptIn, scope.OptOut
 	o.MetricsSecure, o.LeaderElection = false, false
 	o.CertMode, o.CertHosts = CertModeFiles, []string{"a.example", "10.0.0.1"}

@@ -38,6 +38,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/certs"
 	"github.com/kubemacpool/kubemacpool/internal/collision"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/legacy"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -77,6 +78,10 @@ type Options struct {
 	// ReservationGrace is how long a MAC may stay reserved for an object
 	// that is never seen persisted before the reservation is deleted.
 	ReservationGrace time.Duration
+	// MinReservationGrace is the shortest ReservationGrace accepted: an
+	// entry must outlive the time from the webhook's answer until the API
+	// server stores the object.
+	MinReservationGrace time.Duration
 	// RepairInterval is how often every MAC and every carrier is looked at
 	// again (adoption, release, collisions) and the pool index rebuilt.
 	RepairInterval time.Duration
@@ -164,6 +169,7 @@ func Defaults() Options {
 		RenewDeadline:          10 * time.Second,
 		RetryPeriod:            2 * time.Second,
 		ReservationGrace:       3 * time.Minute,
+		MinReservationGrace:    time.Minute,
 		RepairInterval:         10 * time.Minute,
 		PodNamespaces:          scope.OptOut,
 		VMNamespaces:           scope.OptOut,
@@ -196,8 +202,9 @@ func (o Options) Validate() error {
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("namespace must be set"))
 	}
-	if o.ReservationGrace <= 0 {
-		errs = append(errs, fmt.Errorf("reservation grace period must be positive, got %s", o.ReservationGrace))
+	if o.ReservationGrace <= 0 || o.ReservationGrace < o.MinReservationGrace {
+		errs = append(errs, fmt.Errorf("--reservation-grace must be at least %s (--min-reservation-grace), got %s: an entry removed before the API server stores its object frees a MAC that object is about to carry",
+			o.MinReservationGrace, o.ReservationGrace))
 	}
 	if o.RepairInterval <= 0 {
 		errs = append(errs, fmt.Errorf("repair interval must be positive, got %s", o.RepairInterval))
@@ -342,7 +349,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	macPool := pool.New(book, clk)
 	repairer := &repair.Reconciler{
 		Ledger: book, Live: controllers, Recorder: recorder, Clock: clk,
-		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8,
+		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8, MaxHeld: o.MaxInterfaces,
 	}
 	// The repair judges a block from the ledger's index, so it is told of
 	// a change once the index has it: a watch event of the block may reach
@@ -362,7 +369,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	// order: index, then ledger).
 	carried.CheckHeldWith(func(m mac.MAC, vm carriers.Ref) bool {
 		e, ok := book.Lookup(m)
-		return ok && ledger.OwnerMatches(e.Owner, vm.Kind, vm.Namespace, vm.Name, string(vm.UID))
+		return ok && holders.OwnerIs(e.Owner, vm)
 	})
 	macPool.WatchCarried(carried)
 	macPool.LimitPending(o.MaxPendingPerNamespace, o.ReservationGrace)
@@ -540,7 +547,7 @@ func (p poolNumbers) PoolNumbers() (size, held, pending float64) {
 	p.ledger.Each(func(e ledger.Entry) { entries = append(entries, e) })
 	n := 0
 	for _, e := range entries {
-		if !ledger.Bound(e.Owner, p.carried.Of(e.MAC)) {
+		if !holders.Bound(e.Owner, p.carried.Of(e.MAC)) {
 			n++
 		}
 	}

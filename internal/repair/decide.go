@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
@@ -43,8 +44,19 @@ type Facts struct {
 	OwnerKindWatched bool
 	// Owner is what a look at the entry's owner found.
 	Owner OwnerState
+	// OwnerCreated is when the owner found by the look was created (zero
+	// when not looked up). An entry made at a create has no UID (the API
+	// server sets it after admission): a pod of that name created well
+	// after the entry was reserved is a later object of the same name (a
+	// create retried after a refusal), not the one the entry was made for.
+	OwnerCreated time.Time
 	// SeenBound says this replica has seen the entry bound before.
 	SeenBound bool
+	// FirstSeen is when this replica first saw the entry as it is now (its
+	// owner and reservation time), on this replica's clock. An entry's
+	// age is judged from it, never from the reservation time another
+	// replica's clock wrote: clocks differ.
+	FirstSeen time.Time
 	// UnboundSince is when this replica first saw the entry unbound, for
 	// the same owner, whatever renewals moved its reserved time since (zero
 	// when not known). Renewals keep an entry waiting at most twice the
@@ -55,7 +67,17 @@ type Facts struct {
 	// when it did not): a StatefulSet's ordinal keeps its MACs for the
 	// grace period after the StatefulSet stops keeping it.
 	OwnerGoneSince time.Time
+	// DroppedNewer is, for an entry of a pod that the pod does not carry
+	// (an edit dropped it), how many of the pod's entries are carried by
+	// it or were dropped more recently: a pod keeps at most MaxHeld.
+	DroppedNewer int
 }
+
+// RequestWindow is the longest an object can take from its admission to
+// its storage: the API server's default request timeout. A pod created
+// later than this after an entry without a UID was reserved for its name
+// is another pod of that name.
+const RequestWindow = time.Minute
 
 // Action is what the repair does with one MAC.
 type Action int
@@ -102,43 +124,49 @@ type Decision struct {
 const unwatchedRetry = 30 * time.Second
 
 // Decide judges one MAC. It is pure: the same facts and time give the
-// same decision. The cases, in the order they are tried:
+// same decision. maxHeld is the most MACs one pod may hold (what it carries
+// plus what edits dropped). The cases, in the order they are tried:
 //
 //	 #  entry                        carried by                           decision
 //	 1  none                         nothing                              nothing to do
 //	 2  none                         one or more objects                  adopt: an entry for the oldest carrier
 //	                                                                      (for whom it carries the MAC: a VMI's VM);
-//	                                                                      carriers for anyone else collide
+//	                                                                      carriers the holders' rule refuses collide
 //	 3  owner's kind not watched     anything                             keep, look again in 30 s (KubeVirt's
 //	                                                                      kinds before KubeVirt is found: never
 //	                                                                      release on a guess)
-//	 4  yes                          its owner (index, or a live read)    bound: keep; any carrier not for the
-//	                                                                      owner is a collision (events on both)
+//	 4  yes                          its owner (index, or a live read)    bound: keep; any carrier the holders' rule
+//	                                                                      refuses is a collision (events on both)
 //	 5  yes                          an object carrying it for the        keep: a VM's MAC stays while its VMI or
 //	                                 owner                                launcher pod carries it
-//	 6  reserved < grace ago, and    not the owner                        keep, look again when the grace ends:
-//	    first seen unbound                                                the object may not be stored yet
-//	    < 2x grace ago (renewals
-//	    extend it no further)
-//	 7  past grace, named owner      not the owner                        look the owner up (cache, then live),
-//	    not looked up                                                     decide again
-//	 8  past grace, owner a pod      not the pod                          keep: a pod keeps its MACs until it is
-//	    that exists, or a                                                 deleted, whatever edits its annotation;
-//	    StatefulSet that keeps                                            a StatefulSet's pod keeps them while
-//	    the ordinal                                                       it is away, to get them back
-//	 9  past grace, a StatefulSet    not the pod                          keep, look again when the grace ends:
-//	    gone (deleted, scaled below                                       the ordinal keeps its MACs for the grace
-//	    the ordinal, opted out; or                                        period after the StatefulSet lets it go
-//	    its pod created again
-//	    without the MAC) less than
-//	    grace ago
-//	10  past grace                   another object, not for the owner    re-own: the entry goes to the oldest
+//	 6  never seen bound, first      not the owner                        keep, look again when the grace ends:
+//	    seen < grace ago, first                                           the object may not be stored yet (an entry
+//	    seen unbound < 2x grace                                           seen bound does not wait: its owner had it)
+//	    ago (renewals extend it
+//	    no further)
+//	 7  named owner not looked up    not the owner                        look the owner up (cache, then live),
+//	                                                                      decide again
+//	 8  owner a pod that exists,     not the pod                          keep: a pod keeps its MACs until it is
+//	    the one the entry was made                                        deleted, whatever edits its annotation,
+//	    for (seen bound, its UID,                                         up to maxHeld in all (what it carries and
+//	    or created within the                                             what edits dropped, newest first); a
+//	    request window of the                                             StatefulSet's pod keeps them while it is
+//	    entry); or a StatefulSet                                          away, to get them back
+//	    that keeps the ordinal
+//	 9  a StatefulSet gone (deleted, not the pod                          keep, look again when the grace ends:
+//	    scaled below the ordinal,                                         the ordinal keeps its MACs for the grace
+//	    opted out; or its pod                                             period after the StatefulSet lets it go
+//	    created again without the
+//	    MAC) less than grace ago
+//	10  yes                          another object, not for the owner    re-own: the entry goes to the oldest
 //	                                                                      carrier, in one guarded write, so the
 //	                                                                      MAC never looks free
-//	11  past grace, seen bound       nothing                              release
-//	12  past grace, never seen bound nothing                              expire: refused by a later admission
-//	                                                                      step, or abandoned
-func Decide(f Facts, now time.Time, grace time.Duration) Decision {
+//	11  seen bound                   nothing                              release: its owner had it, and is gone,
+//	                                                                      dropped it, or dropped more than maxHeld
+//	12  never seen bound             nothing                              expire: refused by a later admission
+//	                                                                      step, abandoned, or made for an earlier
+//	                                                                      object of the owner's name
+func Decide(f Facts, now time.Time, grace time.Duration, maxHeld int) Decision {
 	e := f.Entry
 	if e == nil {
 		if len(f.Carriers) == 0 {
@@ -146,7 +174,7 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 		}
 		c := f.Carriers[0]
 		return Decision{Case: 2, Action: Adopt, Carrier: &c, Entry: entryFor(f.MAC, c, now),
-			Holder: &c, Collisions: collisions(f.Carriers[1:], c)}
+			Holder: &c, Collisions: collisions(f.Carriers[1:], c, nil)}
 	}
 	if !f.OwnerKindWatched {
 		return Decision{Case: 3, Action: Wait, After: unwatchedRetry}
@@ -154,8 +182,8 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	var other *carriers.Carrier
 	for i, c := range f.Carriers {
 		switch {
-		case ledger.OwnerMatches(e.Owner, c.Object.Kind, c.Object.Namespace, c.Object.Name, string(c.Object.UID)):
-			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c)}
+		case holders.OwnerIs(e.Owner, c.Object):
+			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c, e)}
 		case c.For.Is(e.Owner.Kind, e.Owner.Namespace, e.Owner.Name, e.Owner.UID):
 			return Decision{Case: 5, Action: Keep, Bound: true}
 		case other == nil:
@@ -165,13 +193,18 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	if f.Owner == OwnerCarries {
 		return Decision{Case: 4, Action: Keep, Bound: true}
 	}
-	if after := waitForObject(f, now, grace); after > 0 {
-		return Decision{Case: 6, Action: Wait, After: after}
+	if !f.SeenBound {
+		if after := waitForObject(f, now, grace); after > 0 {
+			return Decision{Case: 6, Action: Wait, After: after}
+		}
 	}
 	if e.Owner.Name != "" && f.Owner == OwnerNotLookedUp {
 		return Decision{Case: 7, Action: LookUpOwner}
 	}
-	if (e.Owner.Kind == carriers.Pod || e.Owner.Kind == sticky.Kind) && f.Owner == OwnerExists {
+	if e.Owner.Kind == sticky.Kind && f.Owner == OwnerExists {
+		return Decision{Case: 8, Action: Keep}
+	}
+	if e.Owner.Kind == carriers.Pod && f.Owner == OwnerExists && madeFor(f) && f.DroppedNewer < maxHeld {
 		return Decision{Case: 8, Action: Keep}
 	}
 	if e.Owner.Kind == sticky.Kind && f.Owner == OwnerGone && !f.OwnerGoneSince.IsZero() {
@@ -188,34 +221,44 @@ func Decide(f Facts, now time.Time, grace time.Duration) Decision {
 	return Decision{Case: 12, Action: Expire}
 }
 
+// madeFor reports whether the existing owner looked up is the object the
+// entry was made for, not a later object of the same name: the entry was
+// seen bound, records the owner's UID (which the look-up checked), or was
+// reserved no more than RequestWindow before the owner was created.
+func madeFor(f Facts) bool {
+	return f.SeenBound || f.Entry.Owner.UID != "" || f.OwnerCreated.IsZero() ||
+		!f.OwnerCreated.After(f.Entry.Reserved.Add(RequestWindow))
+}
+
 // waitForObject is how much longer an unbound entry waits for its object:
-// the grace period from when it was reserved or renewed, but never past
-// twice the grace from when it was first seen unbound. A create re-sent in
-// a loop and refused each time by a later admission step (an invalid spec)
-// renews its entry; without the bound it would hold the MAC forever with no
-// object. (The price: an object refused for that long and then stored
-// loses its entry, and is adopted again once it carries the MAC.)
+// the grace period from when this replica first saw it as it is (its own
+// clock, never the reserving replica's), but never past twice the grace
+// from when it was first seen unbound for the same owner. A create re-sent
+// in a loop and refused each time by a later admission step (an invalid
+// spec) renews its entry; without the bound it would hold the MAC forever
+// with no object. (The price: an object refused for that long and then
+// stored loses its entry, and is adopted again once it carries the MAC.)
 func waitForObject(f Facts, now time.Time, grace time.Duration) time.Duration {
-	wait := grace - now.Sub(f.Entry.Reserved.Time)
+	seen := f.FirstSeen
+	if seen.IsZero() {
+		seen = now
+	}
+	wait := grace - now.Sub(seen)
 	if !f.UnboundSince.IsZero() {
 		wait = min(wait, 2*grace-now.Sub(f.UnboundSince))
 	}
 	return wait
 }
 
-// collisions are the carriers in cs that carry the MAC for someone other
-// than the holder's For. The two VMs of a decentralized live migration do
+// collisions are the carriers in cs that the holders' rule would refuse
+// the MAC held by holder under entry (nil: not held yet): those carrying
+// it for someone else. The two VMs of a decentralized live migration do
 // not collide: a receiver carries its source's MACs by design, and the
 // repair passes them on once the source is gone (case 10).
-func collisions(cs []carriers.Carrier, holder carriers.Carrier) []carriers.Carrier {
-	h := holder.For
+func collisions(cs []carriers.Carrier, holder carriers.Carrier, entry *v1alpha1.MACBlockEntry) []carriers.Carrier {
 	var out []carriers.Carrier
 	for _, c := range cs {
-		switch {
-		case c.For.Is(h.Kind, h.Namespace, h.Name, h.UID):
-		case c.ForReceiver && h.Kind == carriers.VirtualMachine:
-		case holder.ForReceiver && c.For.Kind == carriers.VirtualMachine:
-		default:
+		if c.Object != holder.Object && holders.Collides(c, holder, entry) {
 			out = append(out, c)
 		}
 	}

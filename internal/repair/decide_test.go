@@ -41,6 +41,8 @@ func TestDecide(t *testing.T) {
 	generated := entry(carriers.Pod, "", grace+time.Second)
 	generated.Owner.GenerateName = "web-"
 	young, old := grace-time.Second, grace+time.Second
+	const maxHeld = 4
+	longAfter := clk.Now().Add(-old).Add(RequestWindow + time.Second) // created well after the entry was reserved
 
 	cases := []struct {
 		name   string
@@ -73,7 +75,21 @@ func TestDecide(t *testing.T) {
 		{"past the grace, a named owner not looked up: look it up",
 			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true}, LookUpOwner, 7, false},
 		{"past the grace, the pod exists but dropped the network: kept until it is deleted",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists}, Keep, 8, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 8, false},
+		{"past the grace, the pod it was made for exists (created within the request window), never seen bound: kept",
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: clk.Now().Add(-old).Add(time.Second)}, Keep, 8, false},
+		{"past the grace, a later pod of the name exists (a create retried after a refusal), never seen bound: expired",
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: longAfter}, Expire, 12, false},
+		{"a pod holding maxHeld newer MACs: its oldest dropped one is released",
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld}, Release, 11, false},
+		{"a pod holding fewer than maxHeld newer MACs keeps a dropped one",
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld - 1}, Keep, 8, false},
+		{"seen bound, within the grace, not carried any more: the owner is looked up at once",
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true}, LookUpOwner, 7, false},
+		{"seen bound, within the grace, owner deleted: released at once",
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true, Owner: OwnerGone}, Release, 11, false},
+		{"reserved long ago by a replica whose clock is behind, first seen just now: waits the whole grace",
+			Facts{Entry: entry(carriers.Pod, "p", 10*grace), OwnerKindWatched: true, FirstSeen: clk.Now()}, Wait, 6, false},
 		{"past the grace, a VM that exists but dropped the interface: released",
 			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Release, 11, false},
 		{"past the grace, owner gone, another object carries it: re-owned",
@@ -96,7 +112,10 @@ func TestDecide(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.facts.MAC = m
-			d := Decide(c.facts, clk.Now(), grace)
+			if c.facts.Entry != nil && c.facts.FirstSeen.IsZero() {
+				c.facts.FirstSeen = c.facts.Entry.Reserved.Time // seen as it was written
+			}
+			d := Decide(c.facts, clk.Now(), grace, maxHeld)
 			if d.Action != c.want || d.Case != c.wantNo || d.Bound != c.bound {
 				t.Fatalf("Decide = case %d %s (bound %v), want case %d %s (bound %v)", d.Case, d.Action, d.Bound, c.wantNo, c.want, c.bound)
 			}
@@ -116,8 +135,8 @@ func TestDecide(t *testing.T) {
 }
 
 // TestDecideGraceOnTheFakeClock: an unbound entry waits exactly until its
-// grace ends, counted from when it was reserved or last renewed, and not a
-// moment longer.
+// grace ends, counted from when the repair first saw it as reserved or last
+// renewed, and not a moment longer.
 func TestDecideGraceOnTheFakeClock(t *testing.T) {
 	const grace = time.Minute
 	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
@@ -125,22 +144,24 @@ func TestDecideGraceOnTheFakeClock(t *testing.T) {
 		Owner:    v1alpha1.Owner{Kind: carriers.Pod, Namespace: "ns", GenerateName: "web-"},
 		Reserved: metav1.NewMicroTime(clk.Now()),
 	}
-	f := Facts{MAC: 0x020000000001, Entry: e, OwnerKindWatched: true}
+	f := Facts{MAC: 0x020000000001, Entry: e, OwnerKindWatched: true, FirstSeen: clk.Now()}
 	clk.Step(20 * time.Second)
-	if d := Decide(f, clk.Now(), grace); d.Action != Wait || d.After != 40*time.Second {
+	if d := Decide(f, clk.Now(), grace, 32); d.Action != Wait || d.After != 40*time.Second {
 		t.Fatalf("after 20s: %s after %s, want wait 40s", d.Action, d.After)
 	}
 	clk.Step(40*time.Second - time.Microsecond)
-	if d := Decide(f, clk.Now(), grace); d.Action != Wait || d.After != time.Microsecond {
+	if d := Decide(f, clk.Now(), grace, 32); d.Action != Wait || d.After != time.Microsecond {
 		t.Fatalf("just before the end: %s after %s", d.Action, d.After)
 	}
 	clk.Step(time.Microsecond)
-	if d := Decide(f, clk.Now(), grace); d.Action != Expire {
+	if d := Decide(f, clk.Now(), grace, 32); d.Action != Expire {
 		t.Fatalf("at the end of the grace: %s, want expire", d.Action)
 	}
-	// A request renews it: the grace starts again.
+	// A request renews it: the grace starts again, from when the repair
+	// sees the renewed entry.
 	e.Reserved = metav1.NewMicroTime(clk.Now())
-	if d := Decide(f, clk.Now(), grace); d.Action != Wait || d.After != grace {
+	f.FirstSeen = clk.Now()
+	if d := Decide(f, clk.Now(), grace, 32); d.Action != Wait || d.After != grace {
 		t.Fatalf("renewed: %s after %s", d.Action, d.After)
 	}
 }
@@ -159,15 +180,15 @@ func TestDecideReportsCollisions(t *testing.T) {
 	entry := func(o carriers.Ref) *v1alpha1.MACBlockEntry {
 		return &v1alpha1.MACBlockEntry{Owner: v1alpha1.Owner{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}, Reserved: metav1.NewMicroTime(now.Add(-time.Hour))}
 	}
-	d := Decide(Facts{MAC: m, Entry: entry(pod), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(other, other), carry(pod, pod)}}, now, time.Minute)
+	d := Decide(Facts{MAC: m, Entry: entry(pod), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(other, other), carry(pod, pod)}}, now, time.Minute, 32)
 	if d.Case != 4 || d.Holder == nil || d.Holder.Object != pod || len(d.Collisions) != 1 || d.Collisions[0].Object != other {
 		t.Fatalf("held by p, carried by other too: %+v", d)
 	}
-	d = Decide(Facts{MAC: m, Carriers: []carriers.Carrier{carry(pod, pod), carry(other, other)}}, now, time.Minute)
+	d = Decide(Facts{MAC: m, Carriers: []carriers.Carrier{carry(pod, pod), carry(other, other)}}, now, time.Minute, 32)
 	if d.Case != 2 || d.Holder.Object != pod || len(d.Collisions) != 1 {
 		t.Fatalf("adopted for p, carried by other too: %+v", d)
 	}
-	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), carry(vmi, vm)}}, now, time.Minute)
+	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), carry(vmi, vm)}}, now, time.Minute, 32)
 	if d.Case != 4 || len(d.Collisions) != 0 {
 		t.Fatalf("a VM and its VMI: %+v", d)
 	}
@@ -176,16 +197,16 @@ func TestDecideReportsCollisions(t *testing.T) {
 	// carrying the same MAC still is.
 	receiver := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: "target", Name: "vm", UID: "r"}
 	recv := carriers.Carrier{MAC: m, Object: receiver, For: receiver, ForReceiver: true}
-	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), recv}}, now, time.Minute)
+	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), recv}}, now, time.Minute, 32)
 	if d.Case != 4 || len(d.Collisions) != 0 {
 		t.Fatalf("a VM and its migration receiver: %+v", d)
 	}
-	d = Decide(Facts{MAC: m, Entry: entry(receiver), OwnerKindWatched: true, Carriers: []carriers.Carrier{recv, carry(vm, vm), carry(pod, pod)}}, now, time.Minute)
+	d = Decide(Facts{MAC: m, Entry: entry(receiver), OwnerKindWatched: true, Carriers: []carriers.Carrier{recv, carry(vm, vm), carry(pod, pod)}}, now, time.Minute, 32)
 	if d.Case != 4 || len(d.Collisions) != 1 || d.Collisions[0].Object != pod {
 		t.Fatalf("held by the receiver, carried by its source and a pod: %+v", d)
 	}
 	// The source gone, the entry passes to the receiver.
-	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{recv}}, now, time.Minute)
+	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{recv}, FirstSeen: now.Add(-time.Hour)}, now, time.Minute, 32)
 	if d.Action != Reown || d.Entry.Owner.Namespace != "target" || d.Entry.Owner.Name != "vm" {
 		t.Fatalf("source gone: %+v", d)
 	}
@@ -201,20 +222,21 @@ func TestDecideRenewalsAreBounded(t *testing.T) {
 		Owner:    v1alpha1.Owner{Kind: carriers.Pod, Namespace: "ns", Name: "squatter"},
 		Reserved: metav1.NewMicroTime(now.Add(-10 * time.Second)), // just renewed
 	}
-	f := Facts{MAC: 0x020000000001, Entry: e, OwnerKindWatched: true, UnboundSince: now.Add(-90 * time.Second)}
-	if d := Decide(f, now, grace); d.Action != Wait || d.After != 30*time.Second {
+	f := Facts{MAC: 0x020000000001, Entry: e, OwnerKindWatched: true, UnboundSince: now.Add(-90 * time.Second), FirstSeen: e.Reserved.Time}
+	if d := Decide(f, now, grace, 32); d.Action != Wait || d.After != 30*time.Second {
 		t.Fatalf("unbound for 1.5 grace, renewed: %s after %s, want wait 30s (until 2x grace)", d.Action, d.After)
 	}
 	f.UnboundSince = now.Add(-2 * grace)
-	if d := Decide(f, now, grace); d.Action != LookUpOwner {
+	if d := Decide(f, now, grace, 32); d.Action != LookUpOwner {
 		t.Fatalf("unbound for 2x grace, renewed 10s ago: %s, want the owner looked up", d.Action)
 	}
 	e.Reserved = metav1.NewMicroTime(now.Add(-time.Millisecond))
-	if d := Decide(f, now, grace); d.Action != LookUpOwner {
+	f.FirstSeen = e.Reserved.Time
+	if d := Decide(f, now, grace, 32); d.Action != LookUpOwner {
 		t.Fatalf("unbound for 2x grace, renewed just now: %s, want the owner looked up", d.Action)
 	}
 	f.Owner = OwnerGone
-	if d := Decide(f, now, grace); d.Action != Expire {
+	if d := Decide(f, now, grace, 32); d.Action != Expire {
 		t.Fatalf("no such pod: %s, want expire", d.Action)
 	}
 }

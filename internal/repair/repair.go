@@ -2,6 +2,7 @@ package repair
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
@@ -64,6 +66,10 @@ type Reconciler struct {
 	Interval time.Duration
 	// Workers is how many blocks are judged at once.
 	Workers int
+	// MaxHeld is the most MACs one pod holds: those it carries and those
+	// edits of its annotation dropped (kept, newest first, since the
+	// interface may still have them). Zero: no bound.
+	MaxHeld int
 
 	// adoptedEvents and expiredEvents bound the adoption and expiry
 	// events, each on its own so that a flood of one never silences the
@@ -79,6 +85,15 @@ type Reconciler struct {
 	reported  map[mac.MAC]map[carriers.Ref]bool // collisions already told about
 	gone      map[mac.MAC]goneOwner             // entries whose StatefulSet owner was found gone, and since when
 	unbound   map[mac.MAC]unboundEntry          // entries judged before they were ever seen bound
+	seen      map[mac.MAC]seenEntry             // when each entry, as it is, was first judged
+}
+
+// seenEntry is when this replica first judged an entry, as it is: its
+// owner and reservation time.
+type seenEntry struct {
+	owner    v1alpha1.Owner
+	reserved metav1.MicroTime
+	at       time.Time
 }
 
 // unboundEntry is when an entry was first judged, for its owner, without
@@ -122,6 +137,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
 	r.gone = map[mac.MAC]goneOwner{}
 	r.unbound = map[mac.MAC]unboundEntry{}
+	r.seen = map[mac.MAC]seenEntry{}
 	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	return builder.ControllerManagedBy(mgr).
@@ -246,6 +262,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	now := r.Clock.Now()
 	var changes []*judged
 	var wait time.Duration
+	var failed error // owner look-ups that failed
 	for off := int32(0); off < ledger.BlockSize; off++ {
 		m := start + mac.MAC(off)
 		f := Facts{MAC: m, Carriers: r.Carried.Of(m)}
@@ -255,21 +272,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 				f.Entry = &copied
 			}
 		}
-		if f.Entry == nil && len(f.Carriers) == 0 {
-			continue
+		if f.Entry == nil {
+			// What this replica noted of an entry goes with it: a later
+			// entry for the same MAC and owner starts afresh.
+			r.forget(m, true)
+			if len(f.Carriers) == 0 {
+				continue
+			}
 		}
 		if f.Entry != nil {
 			f.OwnerKindWatched = !isKubeVirtKind(f.Entry.Owner.Kind) || r.Indexed.KubeVirtIndexed()
 			f.SeenBound = r.wasBound(m, f.Entry)
+			f.FirstSeen = r.firstSeen(m, f.Entry, now)
 			f.UnboundSince = r.unboundSince(m, f.Entry, now)
 		}
-		d := Decide(f, now, r.Grace)
+		d := Decide(f, now, r.Grace, r.MaxHeld)
 		if d.Action == LookUpOwner {
-			if f.Owner, err = r.lookUpOwner(ctx, m, f.Entry); err != nil {
-				return reconcile.Result{}, err
+			var lookErr error
+			if f.Owner, f.OwnerCreated, lookErr = r.lookUpOwner(ctx, m, f.Entry); lookErr != nil {
+				// Judge the rest of the block; this MAC is judged again
+				// when the error is returned (with backoff).
+				failed = errors.Join(failed, lookErr)
+				continue
 			}
 			f.OwnerGoneSince = r.goneSince(m, f.Entry, f.Owner == OwnerGone, now)
-			d = Decide(f, now, r.Grace)
+			if f.Owner == OwnerExists && f.Entry.Owner.Kind == carriers.Pod {
+				f.DroppedNewer = r.droppedNewer(m, f.Entry)
+			}
+			d = Decide(f, now, r.Grace, r.MaxHeld)
 		}
 		if d.Bound {
 			r.markBound(m, f.Entry)
@@ -286,7 +316,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	emptyBlock := block != nil && len(block.Spec.Entries) == 0
 	if len(changes) == 0 && !emptyBlock {
-		return reconcile.Result{RequeueAfter: wait}, nil
+		return reconcile.Result{RequeueAfter: wait}, failed
 	}
 	err = r.Ledger.UpdateAndPrune(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
 		changed := false
@@ -304,7 +334,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			r.report(log, j)
 		}
 	}
-	return reconcile.Result{RequeueAfter: wait}, nil
+	return reconcile.Result{RequeueAfter: wait}, failed
 }
 
 // apply makes one judged change to a fresh copy of the block, only if the
@@ -362,10 +392,9 @@ func (r *Reconciler) report(log logr.Logger, j *judged) {
 		}
 	}
 	if d.Action == Release || d.Action == Expire {
-		// An expired entry's owner stays marked unbound: the same owner
-		// reserving it again (a create re-sent in a loop) does not start a
-		// fresh grace period (pruneUnbound forgets it later).
-		r.forget(j.mac, d.Action == Release)
+		// What was noted of the entry goes with it: a later entry for the
+		// same MAC, even for the same owner, is judged afresh.
+		r.forget(j.mac, true)
 	}
 }
 
@@ -401,32 +430,65 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 // the replica's cache shows it carrying), and live unless the index already
 // shows it carrying the MAC. A lagging cache must never free a MAC in use,
 // whether it lacks the owner or has an old version of it.
-func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, error) {
+// It also returns when the owner found was created, for Decide to tell the
+// object an entry was made for from a later one of the same name.
+func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, time.Time, error) {
 	o := e.Owner
 	if o.Kind == sticky.Kind {
-		return r.lookUpStatefulSet(ctx, m, e)
+		state, err := r.lookUpStatefulSet(ctx, m, e)
+		return state, time.Time{}, err
 	}
 	obj := newObject(o.Kind)
 	if obj == nil {
-		return OwnerGone, nil // not a kind that carries MACs
+		return OwnerGone, time.Time{}, nil // not a kind that carries MACs
 	}
 	if r.Carried.ObjectCarries(o.Kind, o.Namespace, o.Name, o.UID, m) {
-		return OwnerCarries, nil
+		return OwnerCarries, time.Time{}, nil
 	}
 	switch err := r.Live.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj); {
 	case apierrors.IsNotFound(err):
-		return OwnerGone, nil
+		return OwnerGone, time.Time{}, nil
 	case err != nil:
-		return OwnerNotLookedUp, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
+		return OwnerNotLookedUp, time.Time{}, fmt.Errorf("reading %s, owner of MAC %s: %w", ownerString(o), m, err)
 	case o.UID != "" && obj.GetUID() != o.UID:
-		return OwnerGone, nil // another object of the same name
+		return OwnerGone, time.Time{}, nil // another object of the same name
 	}
+	created := obj.GetCreationTimestamp().Time
 	for _, c := range carriers.Of(obj) {
 		if c.MAC == m {
-			return OwnerCarries, nil
+			return OwnerCarries, created, nil
 		}
 	}
-	return OwnerExists, nil
+	return OwnerExists, created, nil
+}
+
+// droppedNewer counts, for an entry of a pod that the pod exists without
+// carrying (an edit dropped it), the pod's entries that it carries or that
+// were reserved after this one: Decide keeps at most MaxHeld. When the pod
+// holds more than that, the blocks of its other dropped entries are judged
+// again, so the oldest go first whichever block was notified.
+func (r *Reconciler) droppedNewer(m mac.MAC, e *v1alpha1.MACBlockEntry) int {
+	o := e.Owner
+	owned := r.Ledger.OwnedBy(o.Kind, o.Namespace, o.Name)
+	newer := 0
+	for _, other := range owned {
+		if other.MAC == m || !holders.SameOwner(other.Owner, o) {
+			continue
+		}
+		carried := r.Carried.ObjectCarries(o.Kind, o.Namespace, o.Name, o.UID, other.MAC)
+		if carried || other.Reserved.After(e.Reserved.Time) ||
+			(other.Reserved.Equal(&e.Reserved) && other.MAC > m) {
+			newer++
+		}
+	}
+	if r.MaxHeld > 0 && len(owned) > r.MaxHeld {
+		for _, other := range owned {
+			if other.MAC != m {
+				r.Notify(other.MAC)
+			}
+		}
+	}
+	return newer
 }
 
 // lookUpStatefulSet judges an entry held for a StatefulSet's ordinal, with
@@ -560,9 +622,24 @@ func (r *Reconciler) forget(m mac.MAC, unbound bool) {
 	defer r.mu.Unlock()
 	delete(r.seenBound, m)
 	delete(r.gone, m)
+	delete(r.seen, m)
 	if unbound {
 		delete(r.unbound, m)
 	}
+}
+
+// firstSeen returns when this replica first judged m's entry as it is
+// (now, the first time): the entry's age is judged on this replica's
+// clock alone.
+func (r *Reconciler) firstSeen(m mac.MAC, e *v1alpha1.MACBlockEntry, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.seen[m]
+	if !ok || s.owner != e.Owner || !s.reserved.Equal(&e.Reserved) {
+		s = seenEntry{owner: e.Owner, reserved: e.Reserved, at: now}
+		r.seen[m] = s
+	}
+	return s.at
 }
 
 // reference is an event's regarding object for ref.
