@@ -81,8 +81,24 @@ type Request struct {
 	// migration objects that pair the two exist; while it waits it runs
 	// nothing, so nothing of it is on a network yet. What puts the MAC on
 	// a network (the migration's target pod, leaving WaitAsReceiver) is
-	// judged against the migration's pairing by the webhook (Paired).
+	// judged against the migration's pairing by the webhook (PairedWith).
 	Receiver bool
+	// PairedWith are the VMs that a decentralized live migration pairs the
+	// owner, a receiving VM, with as their copy: both sides'
+	// VirtualMachineInstanceMigrations name them with one migrationID
+	// (and, once the receiver leaves WaitAsReceiver, the migration
+	// succeeded). The webhook finds them; the rule only reads them.
+	PairedWith []carriers.Ref
+}
+
+// pairedWith reports whether r's pairing names the VM an entry is held for.
+func (r Request) pairedWith(o v1alpha1.Owner) bool {
+	for _, vm := range r.PairedWith {
+		if vm.Is(o.Kind, o.Namespace, o.Name, o.UID) {
+			return true
+		}
+	}
+	return false
 }
 
 // Facts is what is known of one MAC when a request for it is judged.
@@ -121,8 +137,10 @@ type Verdict struct {
 //	#  ledger entry of the MAC               carriers of the MAC                      verdict
 //	1  held for r's owner (SameOwner)        -                                        own: go on to the carriers,
 //	                                                                                  the entry is renewed
-//	2  held for a VM, r a receiver VM        -                                        shared: go on to the carriers,
+//	2  held for a VM, r a VM that waits as   -                                        shared: go on to the carriers,
 //	                                                                                  the VM keeps its entry
+//	    a receiver, or that a migration
+//	    pairs with that VM (PairedWith)
 //	3  held for anyone else                  -                                        refused, naming the holder
 //	4  -                                     c carries it for r's owner (r itself     c is no obstacle
 //	                                         re-applied, a VM's VMI or launcher pod)
@@ -139,7 +157,7 @@ func MayTake(r Request, f Facts) Verdict {
 		switch {
 		case SameOwner(e.Owner, r.Owner):
 			own = true
-		case r.Receiver && e.Owner.Kind == carriers.VirtualMachine && r.Owner.Kind == carriers.VirtualMachine:
+		case e.Owner.Kind == carriers.VirtualMachine && r.Owner.Kind == carriers.VirtualMachine && (r.Receiver || r.pairedWith(e.Owner)):
 			shared = true
 		default:
 			held := *e

@@ -150,3 +150,24 @@ func TestCollides(t *testing.T) {
 		t.Error("a migration's receiver collides with its source")
 	}
 }
+
+// A VM that no longer waits as a receiver shares its source's MAC only
+// while a migration pairs the two.
+func TestMayTakePairedWith(t *testing.T) {
+	const m = mac.MAC(0x0a0000000001)
+	source := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: "src", Name: "vm", UID: "s"}
+	other := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: "src", Name: "other", UID: "o"}
+	e := &v1alpha1.MACBlockEntry{Owner: OwnerOf(source)}
+	r := Request{Owner: v1alpha1.Owner{Kind: carriers.VirtualMachine, Namespace: "dst", Name: "vm", UID: "r"}}
+	if v := MayTake(r, Facts{MAC: m, Entry: e}); v.Allowed || v.Case != 3 {
+		t.Fatalf("unpaired: %+v", v)
+	}
+	r.PairedWith = []carriers.Ref{other}
+	if v := MayTake(r, Facts{MAC: m, Entry: e}); v.Allowed {
+		t.Fatalf("paired with another VM: %+v", v)
+	}
+	r.PairedWith = []carriers.Ref{source}
+	if v := MayTake(r, Facts{MAC: m, Entry: e}); !v.Allowed || !v.Shared {
+		t.Fatalf("paired with its source: %+v", v)
+	}
+}

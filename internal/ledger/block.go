@@ -7,7 +7,12 @@
 package ledger
 
 import (
+	"context"
+	"fmt"
 	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -118,4 +123,21 @@ func Remove(b *v1alpha1.MACBlock, offset int32) bool {
 // the one judged.
 func SameEntry(a, b *v1alpha1.MACBlockEntry) bool {
 	return a != nil && b != nil && a.Offset == b.Offset && a.Owner == b.Owner && a.Reserved.Equal(&b.Reserved)
+}
+
+// ReadEntry reads m's entry from the API server, past any cache: for the
+// decisions that must not trust an index that may lag (nil: no entry).
+func ReadEntry(ctx context.Context, r client.Reader, m mac.MAC) (*v1alpha1.MACBlockEntry, error) {
+	b := &v1alpha1.MACBlock{}
+	switch err := r.Get(ctx, client.ObjectKey{Name: BlockName(m)}, b); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading MAC block %s: %w", BlockName(m), err)
+	}
+	if e := Find(normalised(b), Offset(m)); e != nil {
+		copied := *e
+		return &copied, nil
+	}
+	return nil, nil
 }

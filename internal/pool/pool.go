@@ -357,6 +357,9 @@ func (p *Pool) Usable(m mac.MAC, r Request) bool {
 	return p.judge(m, r, p.indexedEntry(m)).Allowed
 }
 
+// Carried reports whether the index knows an object carrying m.
+func (p *Pool) Carried(m mac.MAC) bool { return p.carried != nil && p.carried.Carried(m) }
+
 // judge asks the holders' rule whether r may have m, with entry as the
 // ledger's entry for it and the carriers the index knows.
 func (p *Pool) judge(m mac.MAC, r Request, entry *v1alpha1.MACBlockEntry) holders.Verdict {

@@ -143,9 +143,22 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			}
 		}
 	}
-	if req.Operation == admissionv1.Update {
-		for _, e := range h.Ledger.OwnedBy("Pod", req.Namespace, pod.Metadata.Name) {
-			if holders.OwnerIs(e.Owner, carriers.Ref{Kind: carriers.Pod, Namespace: req.Namespace, Name: pod.Metadata.Name, UID: pod.Metadata.UID}) {
+	if pod.Metadata.Name != "" && owner.Kind == carriers.Pod {
+		self := carriers.Ref{Kind: carriers.Pod, Namespace: req.Namespace, Name: pod.Metadata.Name, UID: pod.Metadata.UID}
+		for _, e := range h.Ledger.OwnedBy(carriers.Pod, req.Namespace, pod.Metadata.Name) {
+			switch {
+			case !holders.OwnerIs(e.Owner, self):
+			case !h.Pool.Usable(e.MAC, pool.Request{Owner: owner}):
+				// Taken up by another since (the index says): the network
+				// gets a fresh MAC rather than a refusal.
+			case req.Operation == admissionv1.Update:
+				// What the pod holds and its edit left out or plugs back.
+				held = append(held, e)
+			case e.Owner.UID == "" && !h.Pool.Carried(e.MAC):
+				// A create of this name was admitted before and is not
+				// stored (a later admission step refused it, or the
+				// client retried): asking again gets the same MACs
+				// back, so a retried create leaks nothing.
 				held = append(held, e)
 			}
 		}
@@ -177,14 +190,16 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	})
 }
 
-// podSlots turns networks into slots. On an update a network that omits
-// its MAC gets back one the pod has for that network and interface: first
-// from the annotation as stored before the edit, in order, then from the
-// ledger entries held for the pod (a network unplugged by an earlier edit and
-// plugged back). MACs the pod has need no new reservation: it holds them
-// for life. A StatefulSet's pod created again gets back, the same way, the
-// MACs held for its name (returning); those are asked for again, not
-// assumed: no one must carry them meanwhile.
+// podSlots turns networks into slots. A network that omits its MAC gets
+// back one the pod has for that network and interface: first from the
+// annotation as stored before an edit, in order, then from the ledger
+// entries held for the pod (a network unplugged by an earlier edit and
+// plugged back, or a create of the same name admitted before and never
+// stored), then, for a StatefulSet's pod created again, from the MACs held
+// for its name (returning). Only the stored annotation is taken as the
+// pod's own without asking: it is what the API server holds. What the index
+// says the pod holds is asked for again (the block write judges it, and
+// renews it), since the index may lag a release and a new owner.
 func podSlots(elems, old []multus.Element, held, returning []ledger.Entry) []slot {
 	key := func(network, iface string) string { return network + "@" + iface }
 	explicit := map[mac.MAC]bool{}
@@ -212,7 +227,7 @@ func podSlots(elems, old []multus.Element, held, returning []ledger.Entry) []slo
 		}
 	}
 	for _, e := range held {
-		keep(e.MAC, e.Network, e.Interface, true)
+		keep(e.MAC, e.Network, e.Interface, false)
 	}
 	for _, e := range returning {
 		keep(e.MAC, e.Network, e.Interface, false)
@@ -296,5 +311,53 @@ func (h *PodMutator) checkLauncher(ctx context.Context, req admission.Request, r
 				e.NetworkKey(), m, req.Namespace, vmi.Name))
 		}
 	}
+	if refused, err := h.checkReceivingPod(ctx, vmi, elems); err != nil || refused != nil {
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err)
+		}
+		return *refused
+	}
 	return admission.Allowed("virt-launcher pods carry the MACs of their VMI")
+}
+
+// checkReceivingPod judges the pod of a VMI whose VM waits as the receiver
+// of a decentralized live migration: the migration's target pod, which puts
+// the VM's MACs on the network while its source still runs. A MAC another
+// VM holds may be on it only while a migration pairs the two (the holders'
+// rule, with the pairing found live): a copy made of any VM's MACs must not
+// run on them. Pods of other VMs are not judged here: a collision older than
+// kubemacpool is reported, never a reason to keep a VM from starting.
+func (h *PodMutator) checkReceivingPod(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance, elems []multus.Element) (*admission.Response, error) {
+	ref, ok := kubevirt.ControllingVM(vmi)
+	if !ok {
+		return nil, nil
+	}
+	vm := &kubevirtv1.VirtualMachine{}
+	switch err := h.Live.Get(ctx, client.ObjectKey{Namespace: vmi.Namespace, Name: ref.Name}, vm); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading VirtualMachine %s/%s: %w", vmi.Namespace, ref.Name, err)
+	case vm.UID != ref.UID || !kubevirt.IsMigrationReceiver(vm):
+		return nil, nil
+	}
+	self := v1alpha1.Owner{Kind: carriers.VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
+	for _, e := range elems {
+		m, err := mac.Parse(e.MAC())
+		if err != nil {
+			continue
+		}
+		req, entry, err := pairedRequest(ctx, h.Live, self, vmi.Name, m, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := holders.MayTake(req, holders.Facts{MAC: m, Entry: entry}).Err(m); err != nil {
+			r := admission.Denied(fmt.Sprintf("kubemacpool: network %s: %v; the pod of VirtualMachine %s/%s, which waits as a migration receiver, "+
+				"may carry another VM's MAC only while a decentralized live migration from that VM pairs the two "+
+				"(VirtualMachineInstanceMigrations with one migrationID: spec.receive here, spec.sendTo beside the source)",
+				e.NetworkKey(), err, vm.Namespace, vm.Name))
+			return &r, nil
+		}
+	}
+	return nil, nil
 }

@@ -73,6 +73,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		kind          string
 		existing      *kubevirtv1.VirtualMachine // the stored VM, on updates
 		receiver      bool                       // a VM waiting to receive a migration
+		leaving       *kubevirtv1.VirtualMachine // a receiver leaving WaitAsReceiver
 	)
 	switch req.Resource.Resource {
 	case "virtualmachines":
@@ -90,6 +91,9 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 				return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old VirtualMachine: %w", err))
 			}
 			oldSpec = kubevirt.VMSpec(old)
+			if kubevirt.IsMigrationReceiver(old) && !receiver {
+				leaving = vm
+			}
 		}
 	case "virtualmachineinstances":
 		if req.Operation != admissionv1.Create {
@@ -130,6 +134,15 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 		if parsed, err := mac.Parse(m.MAC); err == nil && parsed == mac.KubeVirtInPodBridge && m.Masquerade {
 			return admission.Denied(fmt.Sprintf("kubemacpool: interface %s: The requested MAC address is reserved for the in-pod bridge "+
 				"(KubeVirt keeps %s for it on the masqueraded pod network); choose another MAC or leave it out to get one assigned", m.Interface, parsed))
+		}
+	}
+	if leaving != nil {
+		refused, err := h.leaveWaiting(ctx, leaving, managed)
+		switch {
+		case err != nil:
+			return admission.Errored(http.StatusInternalServerError, err)
+		case refused != nil:
+			return *refused
 		}
 	}
 	slots := vmSlots(managed, kubevirt.ManagedInterfaces(oldSpec))
@@ -197,23 +210,76 @@ func (h *VMMutator) notFromVM(ctx context.Context, vmi *kubevirtv1.VirtualMachin
 			own[parsed] = true
 		}
 	}
-	if h.Ledger != nil {
-		for _, e := range h.Ledger.OwnedBy("VirtualMachine", vm.Namespace, vm.Name) {
-			if holders.OwnerIs(e.Owner, carriers.Ref{Kind: carriers.VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}) {
-				own[e.MAC] = true
-			}
-		}
-	}
+	vmRef := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
 	for _, m := range kubevirt.ManagedInterfaces(&vmi.Spec) {
 		if m.MAC == "" {
 			continue
 		}
 		parsed, err := mac.Parse(m.MAC)
-		if err != nil || !own[parsed] {
+		if err != nil {
+			return fmt.Sprintf("MAC %s of interface %s is not a MAC", m.MAC, m.Interface), nil
+		}
+		if own[parsed] {
+			continue
+		}
+		// Not in the template: the VM's only if the ledger holds it for
+		// the VM now (a template just edited), read past the index, which
+		// may not have seen it released and taken since.
+		e, err := ledger.ReadEntry(ctx, h.Live, parsed)
+		if err != nil {
+			return "", err
+		}
+		if e == nil || !holders.OwnerIs(e.Owner, vmRef) {
 			return fmt.Sprintf("MAC %s of interface %s is not a MAC of VirtualMachine %s/%s", m.MAC, m.Interface, vm.Namespace, vm.Name), nil
 		}
 	}
 	return "", nil
+}
+
+// leaveWaiting judges a VM that leaves WaitAsReceiver, about to run: every
+// MAC it carries that another VM holds must come from a decentralized live
+// migration from that VM that succeeded (the holders' rule, with the
+// pairing found live). It returns the refusal, or nil to go on.
+func (h *VMMutator) leaveWaiting(ctx context.Context, vm *kubevirtv1.VirtualMachine, managed []kubevirt.Managed) (*admission.Response, error) {
+	self := v1alpha1.Owner{Kind: carriers.VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
+	for _, m := range managed {
+		parsed, err := mac.Parse(m.MAC)
+		if err != nil {
+			continue // not a MAC: nothing held by anyone
+		}
+		req, entry, err := pairedRequest(ctx, h.Live, self, vm.Name, parsed, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := holders.MayTake(req, holders.Facts{MAC: parsed, Entry: entry}).Err(parsed); err != nil {
+			r := admission.Denied(fmt.Sprintf("kubemacpool: VirtualMachine %s/%s may not leave runStrategy WaitAsReceiver: interface %s: %v; "+
+				"a migration receiver runs with its source's MACs only once a decentralized live migration from that VM succeeded "+
+				"(VirtualMachineInstanceMigrations with one migrationID: spec.receive here, spec.sendTo beside the source)",
+				vm.Namespace, vm.Name, m.Interface, err))
+			return &r, nil
+		}
+	}
+	return nil, nil
+}
+
+// pairedRequest is the holders' request of self (a VM, whose instance is
+// named vmi) for m, with the VM holding m, if a decentralized live
+// migration pairs the two (that succeeded, with succeeded), as PairedWith.
+// It also returns m's entry, read live.
+func pairedRequest(ctx context.Context, live client.Reader, self v1alpha1.Owner, vmi string, m mac.MAC, succeeded bool) (holders.Request, *v1alpha1.MACBlockEntry, error) {
+	req := holders.Request{Owner: self}
+	e, err := ledger.ReadEntry(ctx, live, m)
+	if err != nil || e == nil || e.Owner.Kind != carriers.VirtualMachine || holders.SameOwner(e.Owner, self) {
+		return req, e, err
+	}
+	paired, err := kubevirt.Paired(ctx, live, kubevirt.Migration{
+		ReceiverNamespace: self.Namespace, ReceiverVMI: vmi,
+		SourceNamespace: e.Owner.Namespace, SourceVMI: e.Owner.Name, Succeeded: succeeded,
+	})
+	if paired {
+		req.PairedWith = []carriers.Ref{{Kind: e.Owner.Kind, Namespace: e.Owner.Namespace, Name: e.Owner.Name, UID: e.Owner.UID}}
+	}
+	return req, e, err
 }
 
 // vmSlots turns managed interfaces into slots. On an update, an interface
