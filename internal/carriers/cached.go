@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
-	"github.com/kubemacpool/kubemacpool/internal/collision"
+	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )

@@ -13,7 +13,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/kubemacpool/kubemacpool/internal/legacy"
+	"github.com/kubemacpool/kubemacpool/internal/controller/legacy"
 	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 )
 
