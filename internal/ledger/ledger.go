@@ -90,13 +90,13 @@ func (l *Ledger) Start(ctx context.Context) error {
 		return fmt.Errorf("watching MACBlocks: %w", err)
 	}
 	reg, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { l.seen(obj, false) },
-		UpdateFunc: func(_, obj any) { l.seen(obj, false) },
+		AddFunc:    func(obj any) { l.Observe(obj, false) },
+		UpdateFunc: func(_, obj any) { l.Observe(obj, false) },
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
-			l.seen(obj, true)
+			l.Observe(obj, true)
 		},
 	})
 	if err != nil {
@@ -115,7 +115,9 @@ func (l *Ledger) Start(ctx context.Context) error {
 // the replica started.
 func (l *Ledger) Synced() bool { return l.synced.Load() }
 
-func (l *Ledger) seen(obj any, deleted bool) {
+// Observe records a version of a block that the MACBlock watch brought
+// (deleted: its last version, gone): the watch feeds the index through it.
+func (l *Ledger) Observe(obj any, deleted bool) {
 	b, ok := obj.(*v1alpha1.MACBlock)
 	if !ok {
 		return

@@ -29,17 +29,17 @@ func TestIndexFollowsBlocks(t *testing.T) {
 	l := &Ledger{OnChange: func(m mac.MAC, on bool) { held[m] = on }}
 	const first = mac.MAC(0x020000000100)
 
-	l.seen(block("a", "10", 1, 2), false)
-	l.seen(block("a", "9", 1), false) // older than what is known: ignored
+	l.Observe(block("a", "10", 1, 2), false)
+	l.Observe(block("a", "9", 1), false) // older than what is known: ignored
 	if l.Len() != 2 || !held[first+1] || !held[first+2] {
 		t.Fatalf("after rv 10: %d entries, %v", l.Len(), held)
 	}
-	l.seen(block("a", "25", 1, 2), true) // deleted; the event's rv is the delete's
+	l.Observe(block("a", "25", 1, 2), true) // deleted; the event's rv is the delete's
 	if l.Len() != 0 || held[first+1] || l.Block(BlockName(first)) != nil {
 		t.Fatalf("after the delete: %d entries, %v", l.Len(), held)
 	}
-	l.seen(block("b", "30", 3), false)
-	l.seen(block("a", "31", 1, 2), true) // the old incarnation's delete, late
+	l.Observe(block("b", "30", 3), false)
+	l.Observe(block("a", "31", 1, 2), true) // the old incarnation's delete, late
 	if l.Len() != 1 || !held[first+3] {
 		t.Fatalf("a late delete of the old block removed the new one: %d entries, %v", l.Len(), held)
 	}
@@ -54,8 +54,8 @@ func TestIndexFollowsBlocks(t *testing.T) {
 func TestIndexNormalisesHandEditedBlocks(t *testing.T) {
 	held := map[mac.MAC]bool{}
 	l := &Ledger{OnChange: func(m mac.MAC, on bool) { held[m] = on }}
-	l.seen(block("a", "1", 5, 5, 64, -1), false)
-	l.seen(block("a", "2", 5, 5, 64, -1), false)
+	l.Observe(block("a", "1", 5, 5, 64, -1), false)
+	l.Observe(block("a", "2", 5, 5, 64, -1), false)
 	if l.Len() != 1 || len(held) != 1 || !held[0x020000000105] {
 		t.Fatalf("%d entries, marks %v", l.Len(), held)
 	}
@@ -75,7 +75,7 @@ func TestWaiting(t *testing.T) {
 		b.Spec.Entries = append(b.Spec.Entries, v1alpha1.MACBlockEntry{Offset: int32(off),
 			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}, Reserved: metav1.NewMicroTime(now.Add(-age))})
 	}
-	l.seen(b, false)
+	l.Observe(b, false)
 	all := func(mac.MAC) bool { return true }
 	if n := l.Waiting("ns", now.Add(-5*time.Minute), all); n != 3 {
 		t.Fatalf("since 5m: %d waiting, want 3 (the one 2h old is not recent)", n)

@@ -38,6 +38,18 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
 
+// Ledger is what the repair reads of the ledger's index and how it writes
+// a block (ledger.Ledger).
+type Ledger interface {
+	// Synced: every block that existed at start-up is indexed.
+	Synced() bool
+	Block(name string) *v1alpha1.MACBlock
+	BlockNames() []string
+	Lookup(m mac.MAC) (ledger.Entry, bool)
+	OwnedBy(kind, namespace, name string) []ledger.Entry
+	UpdateAndPrune(ctx context.Context, m mac.MAC, c ledger.Change) error
+}
+
 // Indexed says how far the carrier index has come.
 type Indexed interface {
 	// Synced: every object that existed at start-up is indexed.
@@ -52,7 +64,7 @@ type Indexed interface {
 // block is what batches it: a burst of deletes in one block is one write,
 // and adopting 20,000 clustered MACs a few hundred.
 type Reconciler struct {
-	Ledger   *ledger.Ledger
+	Ledger   Ledger
 	Carried  *carriers.Index
 	Indexed  Indexed
 	Live     client.Reader // uncached, before an owner is taken as gone
@@ -122,6 +134,17 @@ func (r *Reconciler) Notify(m mac.MAC) {
 	}
 }
 
+// init makes what the reconciler notes of entries, and its event budgets.
+func (r *Reconciler) init() {
+	r.seenBound = map[mac.MAC]metav1.MicroTime{}
+	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
+	r.gone = map[mac.MAC]goneOwner{}
+	r.unbound = map[mac.MAC]unboundEntry{}
+	r.seen = map[mac.MAC]seenEntry{}
+	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
+	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
+}
+
 func blockRequest(m mac.MAC) reconcile.Request {
 	return reconcile.Request{NamespacedName: types.NamespacedName{Name: ledger.BlockName(m)}}
 }
@@ -133,13 +156,7 @@ func blockRequest(m mac.MAC) reconcile.Request {
 // and no longer carries them, until it is deleted); and every Interval,
 // and when it becomes the leader, it judges everything.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
-	r.seenBound = map[mac.MAC]metav1.MicroTime{}
-	r.reported = map[mac.MAC]map[carriers.Ref]bool{}
-	r.gone = map[mac.MAC]goneOwner{}
-	r.unbound = map[mac.MAC]unboundEntry{}
-	r.seen = map[mac.MAC]seenEntry{}
-	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
-	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
+	r.init()
 	return builder.ControllerManagedBy(mgr).
 		Named("repair").
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.blocksOf), builder.WithPredicates(deletesOnly)).
