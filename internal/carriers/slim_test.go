@@ -16,11 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller/applied"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/controller/applied"
 	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
-	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/controller/legacy"
+	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/controller/applied"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/controller/applied"
 	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
