@@ -99,6 +99,8 @@ func TestReleaseManifestApplies(t *testing.T) {
 		"configmap/kubemacpool-mac-range-config", "service/kubemacpool-service", "deployment.apps/kubemacpool-mac-controller-manager",
 		"poddisruptionbudget.policy/kubemacpool", "mutatingwebhookconfiguration.admissionregistration.k8s.io/kubemacpool-mutator",
 		"networkpolicy.networking.k8s.io/kubemacpool",
+		"validatingadmissionpolicy.admissionregistration.k8s.io/kubemacpool-protect-macblocks",
+		"validatingadmissionpolicybinding.admissionregistration.k8s.io/kubemacpool-protect-macblocks",
 	} {
 		g.Expect(string(out)).To(ContainSubstring(want))
 	}
