@@ -17,6 +17,9 @@ type request struct {
 	network string // "namespace/name"
 	iface   string // "" when the annotation names none
 	mac     mac.MAC
+	// viaArgs says the MAC is given in the element's "cni-args", not by
+	// its "mac" (see cniArgsMAC).
+	viaArgs bool
 }
 
 // requests lists the MACs a networks annotation value asks for, read the
@@ -57,7 +60,8 @@ func requests(value, podNamespace string) []request {
 // IP with net.ParseIP or net.ParseCIDR. A null element makes Multus fail
 // too (it dereferences every element). An element without a namespace is in
 // the pod's; "interfaceRequest" (Multus's name before 3.2) names the
-// interface when "interface" does not.
+// interface when "interface" does not. A "mac" in an element's "cni-args"
+// is listed too (see cniArgsMAC).
 //
 // A MAC that net.ParseMAC accepts but that is not 48 bits (an 8-octet
 // EUI-64, a 20-octet InfiniBand address) is not an Ethernet MAC: no 48-bit
@@ -74,13 +78,6 @@ func asMultus(value, podNamespace string) (rs []request, ok bool) {
 		if e == nil || !multusAccepts(e) {
 			return nil, false
 		}
-		if e.MacRequest == "" {
-			continue
-		}
-		m, err := mac.Parse(e.MacRequest)
-		if err != nil { // EUI-64 or InfiniBand: net.ParseMAC took it above
-			continue
-		}
 		ns := e.Namespace
 		if ns == "" {
 			ns = podNamespace
@@ -89,9 +86,47 @@ func asMultus(value, podNamespace string) (rs []request, ok bool) {
 		if iface == "" {
 			iface = e.DeprecatedInterfaceRequest
 		}
-		rs = append(rs, request{network: ns + "/" + e.Name, iface: iface, mac: m})
+		// An EUI-64 or InfiniBand address fails mac.Parse (net.ParseMAC
+		// took it above): it is not listed.
+		if m, err := mac.Parse(e.MacRequest); e.MacRequest != "" && err == nil {
+			rs = append(rs, request{network: ns + "/" + e.Name, iface: iface, mac: m})
+		}
+		if m, ok := cniArgsMAC(e.CNIArgs); ok {
+			rs = append(rs, request{network: ns + "/" + e.Name, iface: iface, mac: m, viaArgs: true})
+		}
 	}
 	return rs, true
+}
+
+// cniArgsMAC is the MAC that an element's "cni-args" give its interface.
+// Multus passes cni-args to every plugin of the network's configuration as
+// args.cni, re-encoded with encoding/json (keys sorted), and plugins that
+// set MACs read a "mac" there: bridge when the element names none, tuning
+// even over the element's. They decode it with encoding/json too (any
+// letter case, the last key winning) and parse it with net.ParseMAC. The
+// "mac" is decoded alone, so a plugin refusing another of its args (and
+// failing the pod) does not hide it. A network whose plugins read no such
+// key never applies it; carrying it anyway costs one MAC of the pool, while
+// an applied MAC that is not carried may be handed out again.
+func cniArgsMAC(args *map[string]any) (mac.MAC, bool) {
+	if args == nil || len(*args) == 0 {
+		return 0, false
+	}
+	encoded, err := json.Marshal(*args)
+	if err != nil {
+		return 0, false
+	}
+	var read struct {
+		MAC *string `json:"mac"`
+	}
+	if json.Unmarshal(encoded, &read) != nil || read.MAC == nil {
+		return 0, false
+	}
+	if _, err := net.ParseMAC(*read.MAC); err != nil { // the plugin fails
+		return 0, false
+	}
+	m, err := mac.Parse(*read.MAC)
+	return m, err == nil
 }
 
 // multusAccepts makes the checks Multus makes of each decoded element.

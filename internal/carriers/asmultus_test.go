@@ -81,6 +81,16 @@ var asMultusCases = []struct {
 	{name: "surrounding whitespace and a network listed twice", networks: " \n[ {\"name\":\"a\",\"MAC\":\"02:00:00:00:00:01\"} , {\"name\":\"a\",\"MAC\":\"02:00:00:00:00:02\"} ]\t",
 		want: []string{"02:00:00:00:00:01@ns/a%", "02:00:00:00:00:02@ns/a%"}},
 
+	// Plugins that set MACs (bridge, tuning) read a "mac" in cni-args.
+	{name: "a MAC in cni-args", networks: `[{"name":"a","cni-args":{"mac":"02:00:00:00:00:05","vlan":7}}]`,
+		want: []string{"02:00:00:00:00:05@ns/a%"}, kubemacpoolReads: true},
+	{name: "a MAC in cni-args and one of the element", networks: `[{"name":"a","interface":"net1","mac":"02:00:00:00:00:01","cni-args":{"mac":"02-00-00-00-00-05"}}]`,
+		want: []string{"02:00:00:00:00:01@ns/a%net1", "02:00:00:00:00:05@ns/a%net1"}, kubemacpoolReads: true},
+	{name: "cni-args keys in several cases: the last in encoding order", networks: `[{"name":"a","cni-args":{"mac":"02:00:00:00:00:06","MAC":"02:00:00:00:00:05"}}]`,
+		want: []string{"02:00:00:00:00:06@ns/a%"}, kubemacpoolReads: true},
+	{name: "cni-args MACs the plugins refuse", networks: `[{"name":"a","cni-args":{"mac":7}},{"name":"b","cni-args":{"mac":"nope"}},{"name":"c","cni-args":{"mac":null}},{"name":"d","cni-args":null}]`,
+		kubemacpoolReads: true},
+
 	// Refused by both: Multus sets up no interface of the pod.
 	{name: "Multus refuses a MAC with spaces", networks: `[{"name":"a","MAC":" 02:00:00:00:00:01"}]`, multusRefuses: true},
 	{name: "Multus refuses one bad MAC for all", networks: `[{"name":"a","MAC":"02:00:00:00:00:01"},{"name":"b","mac":"nope"}]`, multusRefuses: true},
