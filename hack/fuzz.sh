@@ -10,6 +10,7 @@ targets=(
   "./internal/mac FuzzParse"
   "./internal/mac FuzzAllocatable"
   "./internal/multus FuzzParse"
+  "./internal/carriers FuzzCarriedAsMultus"
   "./internal/rangeconfig FuzzParse"
 )
 cache=$(go env GOCACHE)/fuzz/github.com/kubemacpool/kubemacpool

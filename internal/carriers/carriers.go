@@ -90,10 +90,10 @@ func capped(cs []Carrier) ([]Carrier, int) {
 }
 
 // OfPod lists the MACs a pod's Multus networks annotation carries (at most
-// MaxCarried). An annotation that does not parse carries nothing (the
-// webhook refuses such an annotation; one written while it was away set up
-// no interfaces that Multus could parse either), and values that are not
-// MACs are skipped.
+// MaxCarried): those Multus applies, read as Multus reads the annotation,
+// and never fewer than kubemacpool's own parser reads (see requests). An
+// annotation that neither reads carries nothing, and values that are not
+// 48-bit MACs are skipped.
 func OfPod(pod *corev1.Pod) []Carrier {
 	cs, _ := capped(ofPod(pod))
 	return cs
@@ -104,8 +104,8 @@ func ofPod(pod *corev1.Pod) []Carrier {
 	if value == "" {
 		return nil
 	}
-	elems, err := multus.Parse(value, pod.Namespace)
-	if err != nil {
+	rs := requests(value, pod.Namespace)
+	if len(rs) == 0 {
 		return nil
 	}
 	self := Ref{Kind: Pod, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
@@ -113,14 +113,10 @@ func ofPod(pod *corev1.Pod) []Carrier {
 	if vmi, ok := kubevirt.LauncherOf(pod); ok {
 		forRef = Ref{Kind: VirtualMachineInstance, Namespace: pod.Namespace, Name: vmi.Name, UID: vmi.UID}
 	}
-	var out []Carrier
-	for i := range elems {
-		m, err := mac.Parse(elems[i].MAC())
-		if err != nil {
-			continue
-		}
-		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: elems[i].NetworkKey(),
-			Interface: elems[i].Interface(), Created: pod.CreationTimestamp.Time})
+	out := make([]Carrier, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, Carrier{MAC: r.mac, Object: self, For: forRef, Network: r.network,
+			Interface: r.iface, Created: pod.CreationTimestamp.Time})
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
 // The promise kubemacpool exists for, on a start after an upgrade or a
@@ -137,6 +138,55 @@ func TestCarriedMACsNeverHandedOut(t *testing.T) {
 			}).WithTimeout(120 * time.Second).WithPolling(time.Second).Should(Succeed())
 		})
 	}
+}
+
+// A pod the webhook never saw (its namespace is ignored) holds the MAC that
+// Multus applies from its annotation, even where kubemacpool's own parser
+// refuses the annotation: Multus decodes it with encoding/json, which
+// matches keys in any letter case and keeps the last of duplicate keys. A
+// pod asking for that MAC is refused, naming the carrier, and repair adopts
+// the MAC for the carrier.
+func TestCarriedAsMultusReadsIt(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ignored := newNamespace(t, map[string]string{"mutatepods.kubemacpool.io": "ignore"})
+	t.Cleanup(func() { deleteCarriers(t, ignored) })
+	cases := []struct{ name, networks, applied string }{
+		{"upper-case-key", `[{"name":"net-a","MAC":"02:c9:4d:00:00:01"}]`, "02:c9:4d:00:00:01"},
+		{"duplicate-keys", `[{"name":"net-a","mac":"02:c9:4d:00:00:02","Mac":"02-C9-4D-00-00-03"}]`, "02:c9:4d:00:00:03"},
+	}
+	for _, c := range cases {
+		_, err := multus.Parse(c.networks, ignored)
+		g.Expect(err).To(HaveOccurred(), "kubemacpool's parser must refuse %s for this test to mean anything", c.networks)
+		p := createPod(t, pod(ignored, c.name, c.networks))
+		applied := multusRequests(g, p)
+		g.Expect(applied).To(HaveLen(1))
+		g.Expect(mac.Parse(applied[0].MacRequest)).To(Equal(mustParseMAC(g, c.applied)), "the MAC Multus applies")
+	}
+
+	// Started after the carriers exist: ready means they are indexed.
+	startManager(t, testOptions(t))
+	ns := newNamespace(t, nil)
+	for _, c := range cases {
+		err := env.Client.Create(ctx, pod(ns, "asks-"+c.name, `[{"name":"net-a","mac":"`+c.applied+`"}]`))
+		g.Expect(err).To(MatchError(ContainSubstring("MAC address "+c.applied+" is already in use by Pod "+ignored+"/"+c.name)),
+			"a pod asking for the MAC that %s/%s carries", ignored, c.name)
+	}
+	g.Eventually(func(g Gomega) {
+		for _, c := range cases {
+			e := entryOf(g, mustParseMAC(g, c.applied))
+			g.Expect(e).NotTo(BeNil(), "carried MAC %s not adopted", c.applied)
+			g.Expect(e.Owner.Namespace+"/"+e.Owner.Name).To(Equal(ignored+"/"+c.name), "MAC %s adopted for %+v", c.applied, e.Owner)
+		}
+	}).WithTimeout(60 * time.Second).WithPolling(time.Second).Should(Succeed())
+	// The first of the duplicate keys is not what Multus applies.
+	g.Expect(env.Client.Create(ctx, pod(ns, "asks-overridden", `[{"name":"net-a","mac":"02:c9:4d:00:00:02"}]`))).To(Succeed())
+}
+
+func mustParseMAC(g Gomega, s string) mac.MAC {
+	m, err := mac.Parse(s)
+	g.Expect(err).NotTo(HaveOccurred())
+	return m
 }
 
 // A running VM keeps the MAC of an interface its template dropped until
