@@ -131,8 +131,10 @@ type Verdict struct {
 }
 
 // MayTake judges whether request r may have MAC f.MAC. Every caller that
-// decides whether a MAC may go to an object asks it. The cases, in the
-// order they are tried (the first that matches decides):
+// decides whether a MAC may go to an object asks it. Cases 1-3 judge the
+// entry, 4-8 each carrier; a carrier that refuses (8) is named before an
+// entry that refuses (3), since it is what has the MAC on a network. The
+// cases:
 //
 //	#  ledger entry of the MAC               carriers of the MAC                      verdict
 //	1  held for r's owner (SameOwner)        -                                        own: go on to the carriers,
@@ -153,6 +155,7 @@ type Verdict struct {
 //	9  none, own or shared                   no obstacle                              allowed
 func MayTake(r Request, f Facts) Verdict {
 	own, shared := false, false
+	var refusedBy *v1alpha1.MACBlockEntry
 	if e := f.Entry; e != nil {
 		switch {
 		case SameOwner(e.Owner, r.Owner):
@@ -161,7 +164,7 @@ func MayTake(r Request, f Facts) Verdict {
 			shared = true
 		default:
 			held := *e
-			return Verdict{Case: 3, Entry: &held}
+			refusedBy = &held
 		}
 	}
 	for _, c := range f.Carriers {
@@ -175,8 +178,10 @@ func MayTake(r Request, f Facts) Verdict {
 			return Verdict{Case: 8, Carrier: &found}
 		}
 	}
-	v := Verdict{Case: 9, Allowed: true, Own: own, Shared: shared}
-	return v
+	if refusedBy != nil {
+		return Verdict{Case: 3, Entry: refusedBy}
+	}
+	return Verdict{Case: 9, Allowed: true, Own: own, Shared: shared}
 }
 
 // Collides reports whether carrier c, carrying the same MAC as holder (the
