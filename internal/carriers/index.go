@@ -28,11 +28,13 @@ type Index struct {
 	// anyone carries it now: a MAC that starts or stops being carried, and
 	// a second object taking up a carried MAC (a collision to report). It
 	// is called with the index locked, so that calls for one MAC arrive in
-	// the order of the changes: it must not call back into the index.
+	// the order of the changes: it must only queue the change (a
+	// holders.Stream), never call into another index.
 	onChange func(m mac.MAC, carried bool)
 	// heldFor says whether the ledger holds a MAC for an object: a running
 	// VMI keeps a MAC its VM's template has just dropped, and that MAC is
-	// still the VM's. Nil: nothing is held for anyone.
+	// still the VM's. Nil: nothing is held for anyone. It is called with
+	// the index unlocked: no lock is held while another is taken.
 	heldFor func(m mac.MAC, owner Ref) bool
 }
 
@@ -44,7 +46,7 @@ func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
 
 // CheckHeldWith makes Resolve accept a VMI's MAC as its VM's when held
 // reports the ledger holds it for that VM. held is called with the index
-// locked: it must not call back into the index.
+// unlocked.
 func (ix *Index) CheckHeldWith(held func(m mac.MAC, owner Ref) bool) { ix.heldFor = held }
 
 // Set records that the object of the given kind, namespace and name
@@ -149,14 +151,19 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 		return nil
 	}
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
 	list := ix.byMAC[m]
 	if len(list) == 0 {
+		ix.mu.RUnlock()
 		return nil
 	}
 	out := make([]Carrier, len(list))
+	claims := make([]heldClaim, len(list))
 	for i, c := range list {
-		out[i] = ix.resolveLocked(*c)
+		out[i], claims[i] = ix.resolveLocked(*c)
+	}
+	ix.mu.RUnlock()
+	for i := range out {
+		out[i] = ix.settle(out[i], claims[i])
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -210,13 +217,35 @@ func (ix *Index) MACs() []mac.MAC {
 // receiver.
 func (ix *Index) Resolve(c Carrier) Carrier {
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.resolveLocked(c)
+	c, claim := ix.resolveLocked(c)
+	ix.mu.RUnlock()
+	return ix.settle(c, claim)
 }
 
-func (ix *Index) resolveLocked(c Carrier) Carrier {
-	if c.For == c.Object {
+// heldClaim is a claim on a VM that holds only if the ledger holds the MAC
+// for that VM: checked once the index is unlocked (settle).
+type heldClaim struct {
+	vm *Ref
+	// otherwise is whom the MAC is carried for if the claim fails.
+	otherwise Ref
+}
+
+// settle checks c's pending claim, if any, against the ledger.
+func (ix *Index) settle(c Carrier, claim heldClaim) Carrier {
+	if claim.vm == nil {
 		return c
+	}
+	if ix.heldFor == nil || !ix.heldFor(c.MAC, *claim.vm) {
+		c.For, c.ForReceiver = claim.otherwise, false
+	}
+	return c
+}
+
+// resolveLocked resolves what the index alone can tell; a claim that rests
+// on the ledger is returned to be settled once the index is unlocked.
+func (ix *Index) resolveLocked(c Carrier) (Carrier, heldClaim) {
+	if c.For == c.Object {
+		return c, heldClaim{}
 	}
 	switch c.For.Kind {
 	case VirtualMachine:
@@ -225,22 +254,29 @@ func (ix *Index) resolveLocked(c Carrier) Carrier {
 		}
 		if vm, ok := ix.carrierLocked(c.For, c.MAC); ok {
 			c.ForReceiver = vm.ForReceiver
-			return c
+			return c, heldClaim{}
 		}
-		if ix.heldFor != nil && ix.heldFor(c.MAC, c.For) {
+		if ix.heldFor != nil {
+			// The VM's while the ledger holds it for the VM.
 			vm, _ := ix.carrierLocked(c.For, 0)
 			c.ForReceiver = vm.ForReceiver
-			return c
+			forVM := c.For
+			return c, heldClaim{vm: &forVM, otherwise: c.Object}
 		}
 	case VirtualMachineInstance:
 		if vmi, ok := ix.carrierLocked(c.For, c.MAC); ok {
-			vmi = ix.resolveLocked(vmi)
+			vmi, claim := ix.resolveLocked(vmi)
+			forVMI := c.For
 			c.For, c.ForReceiver = vmi.For, vmi.ForReceiver
-			return c
+			if claim.vm != nil {
+				// The VMI's VM only if the ledger says so; else the VMI's.
+				claim.otherwise = forVMI
+			}
+			return c, claim
 		}
 	}
 	c.For, c.ForReceiver = c.Object, false
-	return c
+	return c, heldClaim{}
 }
 
 // carrierLocked returns a carrier of the object r names, with r's UID: its

@@ -43,7 +43,8 @@ type Ledger struct {
 	RecentWindow time.Duration
 	Log          logr.Logger
 	// OnChange is told when a MAC gains or loses its entry, with the
-	// ledger's lock held: it must not call back into the ledger.
+	// ledger's lock held, so that changes arrive in order: it must only
+	// queue the change (a holders.Stream), never call into another index.
 	OnChange func(m mac.MAC, held bool)
 
 	mu     sync.Mutex
@@ -347,24 +348,24 @@ func (l *Ledger) noteRecentLocked(e *v1alpha1.MACBlockEntry, m mac.MAC) {
 	ns := e.Owner.Namespace
 	l.recent[ns] = append(l.recent[ns], m)
 	if len(l.recent[ns]) >= recentCompactAt && len(l.recent[ns])%recentCompactAt == 0 {
-		l.compactRecentLocked(ns, time.Now().Add(-l.RecentWindow), nil)
+		l.compactRecentLocked(ns, time.Now().Add(-l.RecentWindow))
 	}
 }
 
-// Waiting counts the entries of namespace's owners reserved (or renewed)
-// at or after since that are still waiting for their object, as waiting
-// (called with the ledger's lock held; it must not call back into the
-// ledger) judges their MACs. Entries that are older, or no longer waiting,
-// leave the list it keeps, so its cost follows the namespace's reservations
-// still waiting, not all of its entries; since must not go backwards
-// between calls, nor be earlier than RecentWindow ago.
-func (l *Ledger) Waiting(namespace string, since time.Time, waiting func(mac.MAC) bool) int {
+// Recent lists the MACs of the entries of namespace's owners reserved (or
+// renewed) at or after since: the reservations that may still wait for
+// their objects (the caller tells which do). Entries that are older leave
+// the list it keeps, so its cost follows the namespace's recent
+// reservations, not all of its entries; since must not go backwards between
+// calls, nor be earlier than RecentWindow ago.
+func (l *Ledger) Recent(namespace string, since time.Time) []mac.MAC {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.compactRecentLocked(namespace, since, waiting)
+	l.compactRecentLocked(namespace, since)
+	return slices.Clone(l.recent[namespace])
 }
 
-func (l *Ledger) compactRecentLocked(namespace string, since time.Time, waiting func(mac.MAC) bool) int {
+func (l *Ledger) compactRecentLocked(namespace string, since time.Time) int {
 	list := l.recent[namespace]
 	kept := list[:0]
 	var seen map[mac.MAC]bool
@@ -377,7 +378,7 @@ func (l *Ledger) compactRecentLocked(namespace string, since time.Time, waiting 
 			continue
 		}
 		e := Find(st.latest, Offset(m))
-		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) || (waiting != nil && !waiting(m)) {
+		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) {
 			continue
 		}
 		if seen == nil {

@@ -64,9 +64,9 @@ func TestIndexNormalisesHandEditedBlocks(t *testing.T) {
 	}
 }
 
-// Waiting counts a namespace's entries made or renewed since a time that
-// still wait for their object, from a list it keeps short as it reads it.
-func TestWaiting(t *testing.T) {
+// Recent lists a namespace's entries made or renewed since a time, from a
+// list it keeps short as it reads it.
+func TestRecent(t *testing.T) {
 	l := &Ledger{RecentWindow: time.Hour}
 	now := time.Now()
 	b := NewBlock(0x020000000100)
@@ -76,18 +76,16 @@ func TestWaiting(t *testing.T) {
 			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}, Reserved: metav1.NewMicroTime(now.Add(-age))})
 	}
 	l.Observe(b, false)
-	all := func(mac.MAC) bool { return true }
-	if n := l.Waiting("ns", now.Add(-5*time.Minute), all); n != 3 {
-		t.Fatalf("since 5m: %d waiting, want 3 (the one 2h old is not recent)", n)
+	if got := l.Recent("ns", now.Add(-5*time.Minute)); len(got) != 3 {
+		t.Fatalf("since 5m: %v, want 3 (the one 2h old is not recent)", got)
 	}
-	carried := mac.MAC(0x020000000103)
-	if n := l.Waiting("ns", now.Add(-30*time.Second), func(m mac.MAC) bool { return m != carried }); n != 1 {
-		t.Fatalf("since 30s, one carried: %d waiting, want 1", n)
+	if got := l.Recent("ns", now.Add(-30*time.Second)); len(got) != 2 || got[0] != 0x020000000102 || got[1] != 0x020000000103 {
+		t.Fatalf("since 30s: %v, want the two made since", got)
 	}
-	if len(l.recent["ns"]) != 1 {
-		t.Fatalf("the list kept %d MACs, want only the one still waiting", len(l.recent["ns"]))
+	if len(l.recent["ns"]) != 2 {
+		t.Fatalf("the list kept %d MACs, want only the two still recent", len(l.recent["ns"]))
 	}
-	if n := l.Waiting("other", now.Add(-time.Hour), all); n != 0 {
-		t.Fatalf("another namespace: %d", n)
+	if got := l.Recent("other", now.Add(-time.Hour)); len(got) != 0 {
+		t.Fatalf("another namespace: %v", got)
 	}
 }

@@ -351,22 +351,31 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Ledger: book, Live: controllers, Recorder: recorder, Clock: clk,
 		Grace: o.ReservationGrace, Interval: o.RepairInterval, Workers: 8, MaxHeld: o.MaxInterfaces,
 	}
-	// The repair judges a block from the ledger's index, so it is told of
-	// a change once the index has it: a watch event of the block may reach
-	// the repair before the index, which would then judge the old block.
+	// One change stream: the ledger's index and the carrier index publish
+	// every change of a MAC to it, and it tells the pool (whose candidate
+	// index skips what is held) and the repair (which judges the MAC's
+	// block), in order and after the index has the change, from a
+	// goroutine of its own: no index calls another under its lock.
+	changes := holders.NewStream()
+	changes.Subscribe(func(c holders.Change) {
+		if c.Kind == holders.Reserved {
+			macPool.SetReserved(c.MAC, c.On)
+		} else {
+			macPool.SetCarried(c.MAC, c.On)
+		}
+		repairer.Notify(c.MAC)
+	})
 	book.OnChange = func(m mac.MAC, held bool) {
-		macPool.SetReserved(m, held)
-		repairer.Notify(m)
+		changes.Publish(holders.Change{MAC: m, Kind: holders.Reserved, On: held})
 	}
 	// Every MAC an object carries is held, whoever chose it: the pool
 	// skips it and refuses it to anyone else, and the repair adopts it or
 	// releases an entry nothing carries any more.
 	carried := carriers.NewIndex(func(m mac.MAC, isCarried bool) {
-		macPool.SetCarried(m, isCarried)
-		repairer.Notify(m)
+		changes.Publish(holders.Change{MAC: m, Kind: holders.Carried, On: isCarried})
 	})
-	// A VMI's MAC is its VM's while the ledger holds it for the VM (lock
-	// order: index, then ledger).
+	// A VMI's MAC is its VM's while the ledger holds it for the VM (asked
+	// with the carrier index unlocked).
 	carried.CheckHeldWith(func(m mac.MAC, vm carriers.Ref) bool {
 		e, ok := book.Lookup(m)
 		return ok && holders.OwnerIs(e.Owner, vm)
@@ -392,6 +401,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			metrics.RangeConfigMissing.Set(map[bool]float64{true: 1, false: 0}[missing])
 		},
 	}
+	var caughtUpOnce sync.Once
+	var caughtUp func() bool // made once both indexes are synced
 	macPool.ServeWhen(func() error {
 		switch {
 		case !book.Synced():
@@ -399,10 +410,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		case !carrierFeed.Synced():
 			return carrierFeed.NotSyncedReason()
 		}
+		caughtUpOnce.Do(func() { caughtUp = changes.CaughtUp() })
+		if !caughtUp() {
+			return errors.New("the pool has not heard of every MAC the indexes hold yet")
+		}
 		return nil
 	})
 	metrics.Register(poolNumbers{pool: macPool, ledger: book, carried: carried})
-	for _, r := range []manager.Runnable{book, rangeLoader, carrierFeed} {
+	for _, r := range []manager.Runnable{changes, book, rangeLoader, carrierFeed} {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}

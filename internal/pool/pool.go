@@ -116,9 +116,9 @@ type Pool struct {
 	clock  clock.PassiveClock
 
 	// carried is the index of MACs that objects carry; nil in tests of the
-	// pool alone. Index -> pool is the lock order: the index calls
-	// SetCarried with its lock held, so the pool never calls the index
-	// while holding mu. The same holds for the ledger and SetReserved.
+	// pool alone. Its changes reach the pool's marks through the change
+	// stream (SetCarried), after the index has them: the pool never holds
+	// its lock while taking another's, nor is called under another's.
 	carried *carriers.Index
 	// synced, when set, says why the indexes of held MACs are not complete
 	// yet (nil once they are); allocation waits for them.
@@ -174,18 +174,18 @@ func (e *PendingLimitError) Error() string {
 }
 
 // checkPending refuses r if its namespace has too many reservations
-// waiting. A reservation waits while nothing carries its MAC: the carried
-// mark is what the index says, without asking it who.
+// waiting. A reservation waits while nothing carries its MAC, as the
+// carrier index says.
 func (p *Pool) checkPending(r Request) error {
 	if p.maxPending <= 0 || r.DryRun {
 		return nil
 	}
-	// Lock order: ledger, then pool (as for SetReserved).
-	pending := p.ledger.Waiting(r.Owner.Namespace, p.clock.Now().Add(-p.grace), func(m mac.MAC) bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.marks[m]&carried == 0
-	})
+	pending := 0
+	for _, m := range p.ledger.Recent(r.Owner.Namespace, p.clock.Now().Add(-p.grace)) {
+		if !p.Carried(m) {
+			pending++
+		}
+	}
 	if pending+len(r.Slots) > p.maxPending {
 		return &PendingLimitError{Namespace: r.Owner.Namespace, Pending: pending, Max: p.maxPending, Grace: p.grace}
 	}
@@ -543,8 +543,11 @@ func (p *Pool) reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 			}
 			held := ledger.Find(b, off)
 			if !w.explicit {
-				if held != nil {
-					w.lost = true // another replica was first: pick again
+				if held != nil || p.Carried(w.mac) {
+					// Another replica was first, or an object carries it
+					// (the marks hear of carriers a moment after the
+					// index): pick again.
+					w.lost = true
 					continue
 				}
 				written = append(written, w)
