@@ -42,7 +42,9 @@ func TestPodSlots(t *testing.T) {
 		}},
 		{"another interface name is another network", false, `[{"name":"b","interface":"y"}]`, []slot{{Network: "ns/b", Interface: "y"}}},
 		{"a new explicit MAC is claimed", false, `[{"name":"d","mac":"02:00:00:00:00:09"}]`, []slot{{Network: "ns/d", Requested: "02:00:00:00:00:09"}}},
-		{"a network plugged back gets the MAC still held for it", false, `[{"name":"e","interface":"z"}]`, []slot{{Network: "ns/e", Interface: "z", Requested: "02:00:00:00:00:0e", Held: true}}},
+		// Asked for again, not assumed: the index saying the pod holds it
+		// may lag a release and a new owner; the block write decides.
+		{"a network plugged back asks again for the MAC still held for it", false, `[{"name":"e","interface":"z"}]`, []slot{{Network: "ns/e", Interface: "z", Requested: "02:00:00:00:00:0e"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
