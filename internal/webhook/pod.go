@@ -347,15 +347,15 @@ func (h *PodMutator) checkReceivingPod(ctx context.Context, vmi *kubevirtv1.Virt
 		if err != nil {
 			continue
 		}
-		req, entry, err := pairedRequest(ctx, h.Live, self, vmi.Name, m, false)
+		refusal, err := unpaired(ctx, h.Live, self, vmi.Name, m, false)
 		if err != nil {
 			return nil, err
 		}
-		if err := holders.MayTake(req, holders.Facts{MAC: m, Entry: entry}).Err(m); err != nil {
+		if refusal != nil {
 			r := admission.Denied(fmt.Sprintf("kubemacpool: network %s: %v; the pod of VirtualMachine %s/%s, which waits as a migration receiver, "+
 				"may carry another VM's MAC only while a decentralized live migration from that VM pairs the two "+
 				"(VirtualMachineInstanceMigrations with one migrationID: spec.receive here, spec.sendTo beside the source)",
-				e.NetworkKey(), err, vm.Namespace, vm.Name))
+				e.NetworkKey(), refusal, vm.Namespace, vm.Name))
 			return &r, nil
 		}
 	}

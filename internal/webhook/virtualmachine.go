@@ -247,39 +247,44 @@ func (h *VMMutator) leaveWaiting(ctx context.Context, vm *kubevirtv1.VirtualMach
 		if err != nil {
 			continue // not a MAC: nothing held by anyone
 		}
-		req, entry, err := pairedRequest(ctx, h.Live, self, vm.Name, parsed, true)
+		refusal, err := unpaired(ctx, h.Live, self, vm.Name, parsed, true)
 		if err != nil {
 			return nil, err
 		}
-		if err := holders.MayTake(req, holders.Facts{MAC: parsed, Entry: entry}).Err(parsed); err != nil {
+		if refusal != nil {
 			r := admission.Denied(fmt.Sprintf("kubemacpool: VirtualMachine %s/%s may not leave runStrategy WaitAsReceiver: interface %s: %v; "+
 				"a migration receiver runs with its source's MACs only once a decentralized live migration from that VM succeeded "+
 				"(VirtualMachineInstanceMigrations with one migrationID: spec.receive here, spec.sendTo beside the source)",
-				vm.Namespace, vm.Name, m.Interface, err))
+				vm.Namespace, vm.Name, m.Interface, refusal))
 			return &r, nil
 		}
 	}
 	return nil, nil
 }
 
-// pairedRequest is the holders' request of self (a VM, whose instance is
-// named vmi) for m, with the VM holding m, if a decentralized live
-// migration pairs the two (that succeeded, with succeeded), as PairedWith.
-// It also returns m's entry, read live.
-func pairedRequest(ctx context.Context, live client.Reader, self v1alpha1.Owner, vmi string, m mac.MAC, succeeded bool) (holders.Request, *v1alpha1.MACBlockEntry, error) {
+// unpaired asks the holders' rule whether self, a VM whose instance is
+// named vmi, may run on m, with m's entry read live and, when another VM
+// holds it, the decentralized live migration that pairs the two (that
+// succeeded, with succeeded) found live. It returns the refusal, or nil.
+func unpaired(ctx context.Context, live client.Reader, self v1alpha1.Owner, vmi string, m mac.MAC, succeeded bool) (refusal, err error) {
 	req := holders.Request{Owner: self}
 	e, err := ledger.ReadEntry(ctx, live, m)
-	if err != nil || e == nil || e.Owner.Kind != carriers.VirtualMachine || holders.SameOwner(e.Owner, self) {
-		return req, e, err
+	if err != nil {
+		return nil, err
 	}
-	paired, err := kubevirt.Paired(ctx, live, kubevirt.Migration{
-		ReceiverNamespace: self.Namespace, ReceiverVMI: vmi,
-		SourceNamespace: e.Owner.Namespace, SourceVMI: e.Owner.Name, Succeeded: succeeded,
-	})
-	if paired {
-		req.PairedWith = []carriers.Ref{{Kind: e.Owner.Kind, Namespace: e.Owner.Namespace, Name: e.Owner.Name, UID: e.Owner.UID}}
+	if e != nil && e.Owner.Kind == carriers.VirtualMachine && !holders.SameOwner(e.Owner, self) {
+		paired, err := kubevirt.Paired(ctx, live, kubevirt.Migration{
+			ReceiverNamespace: self.Namespace, ReceiverVMI: vmi,
+			SourceNamespace: e.Owner.Namespace, SourceVMI: e.Owner.Name, Succeeded: succeeded,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if paired {
+			req.PairedWith = []carriers.Ref{{Kind: e.Owner.Kind, Namespace: e.Owner.Namespace, Name: e.Owner.Name, UID: e.Owner.UID}}
+		}
 	}
-	return req, e, err
+	return holders.MayTake(req, holders.Facts{MAC: m, Entry: e}).Err(m), nil
 }
 
 // vmSlots turns managed interfaces into slots. On an update, an interface
