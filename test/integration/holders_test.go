@@ -64,6 +64,11 @@ func TestReceiverRunsOnlyOnItsSourcesMACs(t *testing.T) {
 	ctx := context.Background()
 	startManager(t, testOptions(t))
 	victimNS, tenant := newNamespace(t, nil), newNamespace(t, nil)
+	t.Cleanup(func() {
+		_ = env.Client.DeleteAllOf(ctx, &kubevirtv1.VirtualMachineInstance{}, client.InNamespace(tenant))
+		deleteCarriers(t, tenant)
+		deleteCarriers(t, victimNS)
+	})
 
 	victim := newVM(victimNS, "victim", iface{"a", "bridge", "net-a", ""})
 	victim.Spec.RunStrategy = ptr.To(kubevirtv1.RunStrategyAlways)
@@ -117,6 +122,7 @@ func TestRetriedCreateGetsItsMACBack(t *testing.T) {
 	ctx := context.Background()
 	startManager(t, testOptions(t))
 	ns := newNamespace(t, nil)
+	t.Cleanup(func() { deleteCarriers(t, ns) })
 
 	err := env.Client.Create(ctx, invalidPod(ns, "retried", `[{"name":"net-a"},{"name":"net-b"}]`))
 	g.Expect(err).To(MatchError(ContainSubstring("Not_A_Valid_Name")))
@@ -147,6 +153,7 @@ func TestEditsBoundWhatAPodHolds(t *testing.T) {
 	o.MaxInterfaces = 3
 	startManager(t, o)
 	ns := newNamespace(t, nil)
+	t.Cleanup(func() { deleteCarriers(t, ns) })
 	p := createPod(t, pod(ns, "edited", `[{"name":"net-0","interface":"net1"}]`))
 	var given []string
 	given = append(given, networksOf(t, p)[0].MAC())

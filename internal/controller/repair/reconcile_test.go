@@ -3,6 +3,7 @@ package repair
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -119,7 +120,9 @@ func newClock() *clocktesting.FakeClock {
 func TestReconcileJudgesTheRestOfABlockPastAFailedLookUp(t *testing.T) {
 	clk := newClock()
 	old := clk.Now().Add(-2 * grace)
-	w := newWorld(t, clk, blockOf(podEntry(1, "unreadable", old), podEntry(2, "gone", old)), "unreadable")
+	unreadable := podEntry(1, "unreadable", old)
+	unreadable.Owner.Namespace = "elsewhere" // read alone, not in a list of ns
+	w := newWorld(t, clk, blockOf(unreadable, podEntry(2, "gone", old)), "unreadable")
 	clk.Step(grace + time.Second) // past the grace from when the repair first saw them
 	w.reconcile()                 // first sight
 	clk.Step(grace + time.Second)
@@ -166,6 +169,30 @@ func TestReconcileJudgesAgeOnItsOwnClock(t *testing.T) {
 	clk.Step(grace)
 	if _, err := w.reconcile(); err != nil || w.held(4) {
 		t.Fatalf("a grace after first sight, no pod: %v, still held %v", err, w.held(4))
+	}
+}
+
+// The owners of a block's entries in one namespace are read with one list
+// of it, not a read each.
+func TestReconcileListsANamespaceOnce(t *testing.T) {
+	clk := newClock()
+	old := clk.Now().Add(-2 * grace)
+	var entries []v1alpha1.MACBlockEntry
+	for off := int32(0); off < 10; off++ {
+		entries = append(entries, podEntry(off, fmt.Sprintf("gone-%d", off), old))
+	}
+	kept := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gone-3", UID: "u",
+		CreationTimestamp: metav1.NewTime(old.Truncate(time.Second))}}
+	w := newWorld(t, clk, blockOf(entries...), "gone-1", kept) // a read of gone-1 alone would fail
+	w.reconcile()
+	clk.Step(grace + time.Second)
+	if _, err := w.reconcile(); err != nil {
+		t.Fatalf("the owners were read one by one: %v", err)
+	}
+	for off := int32(0); off < 10; off++ {
+		if w.held(off) != (off == 3) {
+			t.Errorf("entry %d held %v", off, w.held(off))
+		}
 	}
 }
 

@@ -11,7 +11,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/flowcontrol"
@@ -280,6 +283,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	var changes []*judged
 	var wait time.Duration
 	var failed error // owner look-ups that failed
+	reads := r.ownerReads(block)
 	for off := int32(0); off < ledger.BlockSize; off++ {
 		m := start + mac.MAC(off)
 		f := Facts{MAC: m, Carriers: r.Carried.Of(m)}
@@ -306,7 +310,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		d := Decide(f, now, r.Grace, r.MaxHeld)
 		if d.Action == LookUpOwner {
 			var lookErr error
-			if f.Owner, f.OwnerCreated, lookErr = r.lookUpOwner(ctx, m, f.Entry); lookErr != nil {
+			if f.Owner, f.OwnerCreated, lookErr = r.lookUpOwner(ctx, reads, m, f.Entry); lookErr != nil {
 				// Judge the rest of the block; this MAC is judged again
 				// when the error is returned (with backoff).
 				failed = errors.Join(failed, lookErr)
@@ -449,7 +453,7 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 // whether it lacks the owner or has an old version of it.
 // It also returns when the owner found was created, for Decide to tell the
 // object an entry was made for from a later one of the same name.
-func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, time.Time, error) {
+func (r *Reconciler) lookUpOwner(ctx context.Context, reads *ownerReads, m mac.MAC, e *v1alpha1.MACBlockEntry) (OwnerState, time.Time, error) {
 	o := e.Owner
 	if o.Kind == sticky.Kind {
 		state, err := r.lookUpStatefulSet(ctx, m, e)
@@ -462,7 +466,8 @@ func (r *Reconciler) lookUpOwner(ctx context.Context, m mac.MAC, e *v1alpha1.MAC
 	if r.Carried.ObjectCarries(o.Kind, o.Namespace, o.Name, o.UID, m) {
 		return OwnerCarries, time.Time{}, nil
 	}
-	switch err := r.Live.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: o.Name}, obj); {
+	obj, err := reads.get(ctx, o.Kind, o.Namespace, o.Name, obj)
+	switch {
 	case apierrors.IsNotFound(err):
 		return OwnerGone, time.Time{}, nil
 	case err != nil:
@@ -567,6 +572,74 @@ func (r *Reconciler) goneSince(m mac.MAC, e *v1alpha1.MACBlockEntry, gone bool, 
 // indexed only once KubeVirt is found.
 func isKubeVirtKind(kind string) bool {
 	return kind == carriers.VirtualMachine || kind == carriers.VirtualMachineInstance
+}
+
+// ownerReads reads the owners of one block's entries live. A block often
+// holds many entries of one namespace (adopted together, or a burst of one
+// workload), and its owners are gone together (a namespace emptied): where
+// two or more entries of a kind and namespace may need a look-up, one list
+// of that namespace, read live, answers them all instead of a read each
+// (thousands of reads at the controllers' rate limit would hold the repair
+// up for minutes).
+type ownerReads struct {
+	live   client.Reader
+	want   map[ownerGroup]int
+	listed map[ownerGroup]map[string]client.Object
+}
+
+// ownerGroup is a kind of owner in a namespace.
+type ownerGroup struct{ kind, namespace string }
+
+// ownerReads counts the block's entries whose owner may be looked up.
+func (r *Reconciler) ownerReads(block *v1alpha1.MACBlock) *ownerReads {
+	reads := &ownerReads{live: r.Live, want: map[ownerGroup]int{}, listed: map[ownerGroup]map[string]client.Object{}}
+	if block == nil {
+		return reads
+	}
+	for _, e := range block.Spec.Entries {
+		if e.Owner.Name != "" && newObject(e.Owner.Kind) != nil {
+			reads.want[ownerGroup{e.Owner.Kind, e.Owner.Namespace}]++
+		}
+	}
+	return reads
+}
+
+// get reads the object kind namespace/name into obj, or from the list of
+// its namespace; a NotFound error when it does not exist.
+func (o *ownerReads) get(ctx context.Context, kind, namespace, name string, obj client.Object) (client.Object, error) {
+	g := ownerGroup{kind, namespace}
+	if o.want[g] < 2 {
+		return obj, o.live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj)
+	}
+	objects, ok := o.listed[g]
+	if !ok {
+		list := newList(kind)
+		if err := o.live.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return nil, err
+		}
+		objects = map[string]client.Object{}
+		_ = meta.EachListItem(list, func(item runtime.Object) error {
+			if co, ok := item.(client.Object); ok {
+				objects[co.GetName()] = co
+			}
+			return nil
+		})
+		o.listed[g] = objects
+	}
+	if found, ok := objects[name]; ok {
+		return found, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: kind}, name)
+}
+
+func newList(kind string) client.ObjectList {
+	switch kind {
+	case carriers.Pod:
+		return &corev1.PodList{}
+	case carriers.VirtualMachine:
+		return &kubevirtv1.VirtualMachineList{}
+	}
+	return &kubevirtv1.VirtualMachineInstanceList{}
 }
 
 func newObject(kind string) client.Object {
