@@ -140,9 +140,8 @@ type Verdict struct {
 //	1  held for r's owner (SameOwner)        -                                        own: go on to the carriers,
 //	                                                                                  the entry is renewed
 //	2  held for a VM, r a VM that waits as   -                                        shared: go on to the carriers,
-//	                                                                                  the VM keeps its entry
-//	    a receiver, or that a migration
-//	    pairs with that VM (PairedWith)
+//	   a receiver, or that a migration                                                the VM keeps its entry
+//	   pairs with that VM (PairedWith)
 //	3  held for anyone else                  -                                        refused, naming the holder
 //	4  -                                     c carries it for r's owner (r itself     c is no obstacle
 //	                                         re-applied, a VM's VMI or launcher pod)
