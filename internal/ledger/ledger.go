@@ -365,6 +365,31 @@ func (l *Ledger) Recent(namespace string, since time.Time) []mac.MAC {
 	return slices.Clone(l.recent[namespace])
 }
 
+// ForgetRecent takes macs out of namespace's list of recent reservations:
+// the caller found them carried, so they wait for nothing (a renewal puts
+// one back). It keeps the list to what still waits, as Recent's callers
+// read it on every admission.
+func (l *Ledger) ForgetRecent(namespace string, macs []mac.MAC) {
+	gone := make(map[mac.MAC]bool, len(macs))
+	for _, m := range macs {
+		gone[m] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	list := l.recent[namespace]
+	kept := list[:0]
+	for _, m := range list {
+		if !gone[m] {
+			kept = append(kept, m)
+		}
+	}
+	if len(kept) == 0 {
+		delete(l.recent, namespace)
+	} else {
+		l.recent[namespace] = kept
+	}
+}
+
 func (l *Ledger) compactRecentLocked(namespace string, since time.Time) int {
 	list := l.recent[namespace]
 	kept := list[:0]

@@ -85,6 +85,10 @@ func TestRecent(t *testing.T) {
 	if len(l.recent["ns"]) != 2 {
 		t.Fatalf("the list kept %d MACs, want only the two still recent", len(l.recent["ns"]))
 	}
+	l.ForgetRecent("ns", []mac.MAC{0x020000000103}) // carried: it waits for nothing
+	if got := l.Recent("ns", now.Add(-30*time.Second)); len(got) != 1 || got[0] != 0x020000000102 {
+		t.Fatalf("after forgetting a carried one: %v", got)
+	}
 	if got := l.Recent("other", now.Add(-time.Hour)); len(got) != 0 {
 		t.Fatalf("another namespace: %v", got)
 	}

@@ -181,10 +181,17 @@ func (p *Pool) checkPending(r Request) error {
 		return nil
 	}
 	pending := 0
+	var carriedNow []mac.MAC
 	for _, m := range p.ledger.Recent(r.Owner.Namespace, p.clock.Now().Add(-p.grace)) {
-		if !p.Carried(m) {
+		if p.Carried(m) {
+			carriedNow = append(carriedNow, m)
+		} else {
 			pending++
 		}
+	}
+	if len(carriedNow) > 0 {
+		// Bound: they wait for nothing; the next admission need not look.
+		p.ledger.ForgetRecent(r.Owner.Namespace, carriedNow)
 	}
 	if pending+len(r.Slots) > p.maxPending {
 		return &PendingLimitError{Namespace: r.Owner.Namespace, Pending: pending, Max: p.maxPending, Grace: p.grace}
