@@ -163,7 +163,6 @@ func TestEditsBoundWhatAPodHolds(t *testing.T) {
 		cur.Annotations[multus.NetworksAnnotation] = `[{"name":"net-` + string(rune('0'+i)) + `","interface":"net1"}]`
 		g.Expect(env.Client.Update(ctx, cur)).To(Succeed())
 		given = append(given, networksOf(t, cur)[0].MAC())
-		time.Sleep(300 * time.Millisecond) // edits over time: each dropped MAC newer than the last
 	}
 	g.Eventually(func(g Gomega) {
 		var held []string

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -90,9 +91,9 @@ func (f *freezer) freeze(on bool) {
 	f.thawed.Broadcast()
 }
 
-// kubeconfigVia writes a kubeconfig for the shared control plane whose
-// server address is addr (a proxy in front of it).
-func kubeconfigVia(t testing.TB, addr string) string {
+// adminKubeconfig is the shared control plane's kubeconfig, and the
+// address of its API server.
+func adminKubeconfig(t testing.TB) (*clientcmdapi.Config, *url.URL) {
 	t.Helper()
 	data, err := env.Kubeconfig()
 	if err != nil {
@@ -107,8 +108,20 @@ func kubeconfigVia(t testing.TB, addr string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u.Host = addr
-		c.Server = u.String()
+		return cfg, u
+	}
+	t.Fatal("no cluster in the kubeconfig")
+	return nil, nil
+}
+
+// kubeconfigVia writes a kubeconfig for the shared control plane whose
+// server address is addr (a proxy in front of it).
+func kubeconfigVia(t testing.TB, addr string) string {
+	t.Helper()
+	cfg, server := adminKubeconfig(t)
+	server.Host = addr
+	for _, c := range cfg.Clusters {
+		c.Server = server.String()
 	}
 	out, err := clientcmd.Write(*cfg)
 	if err != nil {
@@ -121,28 +134,6 @@ func kubeconfigVia(t testing.TB, addr string) string {
 	return path
 }
 
-// apiServerAddr is host:port of the shared control plane's API server.
-func apiServerAddr(t testing.TB) string {
-	t.Helper()
-	data, err := env.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := clientcmd.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cfg.Clusters {
-		u, err := url.Parse(c.Server)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Host
-	}
-	t.Fatal("no cluster in the kubeconfig")
-	return ""
-}
-
 // Hole 5: a replica whose view of the ledger lags never answers a pod's
 // edit with a MAC that was released and taken by another pod since. The
 // pod dropped a network, its MAC was released and given to another pod;
@@ -152,7 +143,8 @@ func apiServerAddr(t testing.TB) string {
 func TestLaggingReplicaNeverHandsOutATakenMAC(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	frozen := startFreezer(t, apiServerAddr(t))
+	_, server := adminKubeconfig(t)
+	frozen := startFreezer(t, server.Host)
 	lagging := newReplica(t, kubeconfigVia(t, frozen.listener.Addr().String()))
 	current := newReplica(t, kubeconfigFor(t, env))
 	current.start() // first: it leads, so the frozen one never has a Lease to lose
