@@ -464,7 +464,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Scope:         vmScope,
 		MaxInterfaces: o.MaxInterfaces,
 		Live:          mgr.GetAPIReader(),
-		Ledger:        book,
 		Log:           log.WithName("virtualmachines"),
 		Recorder:      recorder,
 	})})

@@ -43,8 +43,6 @@ type VMMutator struct {
 	// Live reads the VM a VMI claims to come from: a cache that lags would
 	// judge a just-created VM missing.
 	Live client.Reader
-	// Ledger says which MACs a VM holds.
-	Ledger *ledger.Ledger
 	// MaxInterfaces is the most managed interfaces one VM or VMI may get
 	// MACs for.
 	MaxInterfaces int
