@@ -24,6 +24,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
 	"github.com/kubemacpool/kubemacpool/internal/controller/applied"
 	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -92,8 +93,13 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	}
 	held := map[mac.MAC]bool{}
 	var waiting int
+	stock := map[string]int{} // per replica (and incarnation)
 	for _, e := range entries {
 		held[e.MAC] = true
+		if heartbeat.IsStock(e.Owner) && len(carried[e.MAC]) == 0 {
+			stock[fmt.Sprintf("%s (incarnation %s)", e.Owner.Name, e.Owner.UID)]++
+			continue
+		}
 		key := e.Owner.Kind
 		if !holders.Bound(e.Owner, carried[e.MAC]) {
 			waiting++
@@ -129,6 +135,14 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	}
 	fmt.Fprintf(w, "Ledger:\t%d entries in %d MAC blocks\n", len(entries), blocks)
 	fmt.Fprintf(w, "Waiting:\t%d reservations not bound yet\n", waiting)
+	replicas := make([]string, 0, len(stock))
+	for r := range stock {
+		replicas = append(replicas, r)
+	}
+	sort.Strings(replicas)
+	for _, r := range replicas {
+		fmt.Fprintf(w, "In stock:\t%d held by replica %s for admissions (or handed out, and its object not stored yet)\n", stock[r], r)
+	}
 	if unadopted > 0 {
 		fmt.Fprintf(w, "Not adopted yet:\t%d MACs carried without an entry (held all the same; the leader adopts them)\n", unadopted)
 	}
@@ -207,6 +221,19 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 		return w.Flush()
 	}
 	o := entry.Owner
+	if heartbeat.IsStock(o) {
+		fmt.Fprintf(w, "MAC:\t%s\n", m)
+		fmt.Fprintf(w, "Holder:\tthe stock of kubemacpool replica %s (incarnation %s), in namespace %s\n", o.Name, o.UID, o.Namespace)
+		phase := "In stock: held for pods and VMs that ask for no MAC, or handed out to one whose object is not stored yet"
+		if len(found) > 0 {
+			phase = "Handed out: its object carries it; the replica passes the entry to it shortly"
+		}
+		fmt.Fprintf(w, "Phase:\t%s\n", phase)
+		fmt.Fprintf(w, "Since:\t%s\n", entry.Reserved.UTC().Format("2006-01-02 15:04:05 MST"))
+		fmt.Fprintf(w, "Block:\tMACBlock %s\n", block.Name)
+		printCarriers(w, found)
+		return w.Flush()
+	}
 	name := o.DisplayName()
 	if o.Name == "" {
 		name += " (generated name)"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
@@ -200,6 +201,11 @@ func Collides(c, holder carriers.Carrier, entry *v1alpha1.MACBlockEntry) bool {
 // with a StatefulSet ordinal's pod.
 func Describe(e *v1alpha1.MACBlockEntry) string {
 	o := e.Owner
+	if heartbeat.IsStock(o) {
+		// Explicit MACs are rare and chosen outside the hot range; a
+		// replica's stock is short-lived and moves with its cursor.
+		return fmt.Sprintf("kubemacpool: it is kept in stock by replica %s (incarnation %s) for pods and VMs that ask for no MAC", o.Name, o.UID)
+	}
 	holder := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.DisplayName())
 	if o.Kind == sticky.Kind {
 		holder += " for its pod " + sticky.PodName(o.Name, o.Ordinal)

@@ -46,6 +46,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.Float64Var(&o.ControllersQPS, "controllers-api-qps", o.ControllersQPS, "requests per second to the API server of the leader's controllers (repair, cleanup), apart from the webhook's --kube-api-qps")
 	fs.IntVar(&o.ControllersBurst, "controllers-api-burst", o.ControllersBurst, "burst of the controllers' requests to the API server")
 	fs.IntVar(&o.MaxInterfaces, "max-interfaces", o.MaxInterfaces, "most networks one pod, or managed interfaces one VM or VMI, may get MACs for; a request asking for more is refused before anything is reserved (at most 256, the most MACs one object is taken to carry)")
+	fs.StringVar(&o.ReplicaName, "replica-name", o.ReplicaName, "this replica's name, which holds its stock of MACs in the ledger (default: $POD_NAME, else the host name)")
+	fs.IntVar(&o.StockMax, "stock-max", o.StockMax, "most MACs a replica holds in stock, to hand out at admission without an API call (sized from the admission rate, at most 1/32 of the free addresses, none when fewer than 1024 are free); 0: every admission writes its MAC block")
+	fs.DurationVar(&o.StockHeartbeat, "stock-heartbeat", o.StockHeartbeat, "how long a replica's stock heartbeat (a Lease per process start) lasts without renewal; renewed 4 times per period, and the stock is handed out only while renewed within half of it. A dead replica's stock is released this long after its last renewal plus --reservation-grace")
 	return func() error {
 		var err error
 		if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {

@@ -10,15 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -40,6 +44,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
 	"github.com/kubemacpool/kubemacpool/internal/controller/legacy"
 	"github.com/kubemacpool/kubemacpool/internal/controller/repair"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -132,6 +137,16 @@ type Options struct {
 	// neither starves the other.
 	ControllersQPS   float64
 	ControllersBurst int
+
+	// ReplicaName names this replica (its pod) as the holder of its stock.
+	ReplicaName string
+	// StockMax is the most MACs a replica keeps in stock for admissions to
+	// hand out without an API call; 0: none, every admission writes.
+	StockMax int
+	// StockHeartbeat is how long a replica's stock heartbeat lasts without
+	// renewal: the leader releases a dead replica's stock this long after
+	// it last saw the heartbeat, plus the reservation grace.
+	StockHeartbeat time.Duration
 }
 
 // ServiceName is the Service the API server calls the webhook through.
@@ -187,6 +202,9 @@ func Defaults() Options {
 		MaxPendingPerNamespace: 256,
 		ControllersQPS:         50,
 		ControllersBurst:       100,
+		ReplicaName:            defaultReplicaName(),
+		StockMax:               512,
+		StockHeartbeat:         30 * time.Second,
 	}
 }
 
@@ -234,6 +252,12 @@ func (o Options) Validate() error {
 	}
 	if o.MaxInterfaces < 1 || o.MaxInterfaces > carriers.MaxCarried {
 		errs = append(errs, fmt.Errorf("--max-interfaces must be from 1 to %d (the most MACs one object is taken to carry), got %d", carriers.MaxCarried, o.MaxInterfaces))
+	}
+	if o.StockMax < 0 {
+		errs = append(errs, fmt.Errorf("--stock-max must not be negative, got %d", o.StockMax))
+	}
+	if o.StockMax > 0 && (o.StockHeartbeat < 2*time.Second || o.ReplicaName == "") {
+		errs = append(errs, fmt.Errorf("a stock needs --replica-name (got %q) and a --stock-heartbeat of at least 2s (got %s)", o.ReplicaName, o.StockHeartbeat))
 	}
 	if o.KubeVirtPoll <= 0 {
 		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))
@@ -289,6 +313,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 				&admissionregistrationv1.MutatingWebhookConfiguration{}: {
 					Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfig),
+				},
+				// Only the replicas' stock heartbeats, not every Lease of
+				// the cluster (nodes renew theirs every few seconds).
+				&coordinationv1.Lease{}: {
+					Namespaces: map[string]cache.Config{o.Namespace: {}},
+					Label:      heartbeatSelector(),
 				},
 			},
 		},
@@ -382,6 +412,18 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	})
 	macPool.WatchCarried(carried)
 	macPool.LimitPending(o.MaxPendingPerNamespace, o.ReservationGrace)
+	// Each replica keeps a stock of entries held for itself, handed out at
+	// admission without an API call, while its heartbeat is fresh; the
+	// leader's repair tells a dead replica's stock by its heartbeat.
+	heartbeats := &heartbeat.Tracker{Cache: mgr.GetCache(), Clock: clk, Duration: o.StockHeartbeat}
+	repairer.Heartbeats = heartbeats
+	var stockRunnables []manager.Runnable
+	if o.StockMax > 0 {
+		beat := &heartbeat.Beat{Client: controllers, Namespace: o.Namespace, Replica: o.ReplicaName,
+			Duration: o.StockHeartbeat, Clock: clk, Log: log.WithName("heartbeat")}
+		macPool.UseStock(beat, o.StockMax, log.WithName("stock"))
+		stockRunnables = append(stockRunnables, beat, &pool.StockKeeper{Pool: macPool, Grace: o.ReservationGrace})
+	}
 	carrierFeed := &carriers.Feed{
 		Cache: mgr.GetCache(), Mapper: mgr.GetRESTMapper(), Index: carried,
 		KubeVirtPoll: o.KubeVirtPoll, Log: log.WithName("carriers"),
@@ -417,7 +459,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil
 	})
 	metrics.Register(poolNumbers{pool: macPool, ledger: book, carried: carried})
-	for _, r := range []manager.Runnable{changes, book, rangeLoader, carrierFeed} {
+	for _, r := range append([]manager.Runnable{changes, book, rangeLoader, carrierFeed, heartbeats}, stockRunnables...) {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
@@ -552,6 +594,30 @@ type poolNumbers struct {
 	carried *carriers.Index
 }
 
+// StockNumbers is this replica's stock.
+func (p poolNumbers) StockNumbers() (free, handed float64) {
+	f, h := p.pool.StockNumbers()
+	return float64(f), float64(h)
+}
+
+// defaultReplicaName is $POD_NAME (the downward API sets it in the
+// Deployment), else the host name: what names this replica's stock.
+func defaultReplicaName() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return name
+	}
+	name, _ := os.Hostname()
+	return name
+}
+
+func heartbeatSelector() labels.Selector {
+	req, err := labels.NewRequirement(heartbeat.Label, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*req)
+}
+
 // PoolNumbers counts as pending the entries whose owner is not seen
 // carrying the MAC (yet): reservations of objects not stored, or not
 // indexed yet.
@@ -561,7 +627,7 @@ func (p poolNumbers) PoolNumbers() (size, held, pending float64) {
 	p.ledger.Each(func(e ledger.Entry) { entries = append(entries, e) })
 	n := 0
 	for _, e := range entries {
-		if !holders.Bound(e.Owner, p.carried.Of(e.MAC)) {
+		if !heartbeat.IsStock(e.Owner) && !holders.Bound(e.Owner, p.carried.Of(e.MAC)) {
 			n++
 		}
 	}

@@ -126,11 +126,47 @@ var (
 	})
 )
 
+// Where an admission's MAC came from, the values of the source label.
+const (
+	SourceStock  = "stock"
+	SourceDirect = "direct"
+)
+
+var (
+	// AllocationSource counts the MACs handed out from the pool by where
+	// they came from: this replica's stock (no API call) or a block write
+	// at admission (explicit MACs are not counted here).
+	AllocationSource = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmp_allocation_source_total",
+		Help: "MACs handed out from the pool by source: stock (held ahead by this replica, no API call at admission) or direct (a MAC block write at admission: the stock was empty, off, or the heartbeat not fresh).",
+	}, []string{"source"})
+	// StockRefills counts block writes that added entries to the stock.
+	StockRefills = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_stock_refills_total",
+		Help: "MAC block writes that added entries to this replica's stock (off the admission path).",
+	})
+	// StockReowns counts stock entries passed to the objects that carry
+	// their MACs.
+	StockReowns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_stock_reowns_total",
+		Help: "Entries of this replica's stock passed to the object seen carrying the MAC (batched per block, off the admission path).",
+	})
+	// StockReleased counts stock entries given back: surplus as the pool
+	// fills, outside a new range, excluded, or at shutdown.
+	StockReleased = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kmp_stock_released_total",
+		Help: "Entries of this replica's stock given back unused: surplus as the pool fills, outside the range or excluded since, or at shutdown.",
+	})
+)
+
 // PoolStats is what the pool gauges read at scrape time.
 type PoolStats interface {
 	// Size is the number of allocatable MACs, Held how many of them are
 	// held, and Pending how many reservations wait to be bound.
 	PoolNumbers() (size, held, pending float64)
+	// StockNumbers is this replica's stock: MACs ready to hand out, and
+	// handed out but not seen carried yet.
+	StockNumbers() (free, handed float64)
 }
 
 // currentPool is what the pool gauges read. It is swapped rather than
@@ -146,6 +182,14 @@ func poolNumbers() (size, held, pending float64) {
 	return (*p).PoolNumbers()
 }
 
+func stockNumbers() (free, handed float64) {
+	p := currentPool.Load()
+	if p == nil {
+		return 0, 0
+	}
+	return (*p).StockNumbers()
+}
+
 // Register adds every metric to controller-runtime's registry, with the
 // pool gauges reading pool.
 func Register(pool PoolStats) {
@@ -155,7 +199,11 @@ func Register(pool PoolStats) {
 	}
 	collectors := []prometheus.Collector{
 		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, RangeConfigMissing, Collisions, NetworkStatusIgnored, CarriedIgnored, NotApplied,
-		LedgerWrites, LedgerBatch,
+		LedgerWrites, LedgerBatch, AllocationSource, StockRefills, StockReowns, StockReleased,
+		gauge("kmp_stock_macs", "MACs in this replica's stock, ready to hand out without an API call.",
+			func() float64 { f, _ := stockNumbers(); return f }),
+		gauge("kmp_stock_handed_waiting", "MACs this replica handed out from its stock whose object has not been seen carrying them yet.",
+			func() float64 { _, h := stockNumbers(); return h }),
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast, EXCLUDED_MACS, KubeVirt's in-pod bridge MAC and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),
 		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held: reserved, or carried by a pod, VM or VMI.",

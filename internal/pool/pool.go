@@ -20,6 +20,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/metrics"
 )
 
 // maxRounds bounds how often one request picks again when other replicas
@@ -106,6 +107,9 @@ type Result struct {
 	Written []mac.MAC
 	// Reserved is the time written into the request's entries.
 	Reserved metav1.MicroTime
+	// Stocked are the MACs this request took from the replica's stock (no
+	// write): given back to the stock if it is refused after all.
+	Stocked []mac.MAC
 	// picked are candidates marked in memory, unmarked by Done.
 	picked []mac.MAC
 }
@@ -127,6 +131,8 @@ type Pool struct {
 	// objects (reserved within grace, not seen carried); 0: no bound.
 	maxPending int
 	grace      time.Duration
+	// stock is what this replica holds ahead for admissions (nil: none).
+	stock *stock
 
 	mu     sync.Mutex
 	loaded bool
@@ -180,9 +186,10 @@ func (p *Pool) checkPending(r Request) error {
 	if p.maxPending <= 0 || r.DryRun {
 		return nil
 	}
-	pending := 0
+	since := p.clock.Now().Add(-p.grace)
+	pending := p.waitingIn(r.Owner.Namespace, since)
 	var carriedNow []mac.MAC
-	for _, m := range p.ledger.Recent(r.Owner.Namespace, p.clock.Now().Add(-p.grace)) {
+	for _, m := range p.ledger.Recent(r.Owner.Namespace, since) {
 		if p.Carried(m) {
 			carriedNow = append(carriedNow, m)
 		} else {
@@ -227,7 +234,12 @@ func (p *Pool) checkSynced() error {
 
 // SetCarried records that some object carries m (or none does any more).
 // It is the carriers.Index callback.
-func (p *Pool) SetCarried(m mac.MAC, isCarried bool) { p.setMark(m, carried, isCarried) }
+func (p *Pool) SetCarried(m mac.MAC, isCarried bool) {
+	p.setMark(m, carried, isCarried)
+	if isCarried {
+		p.noteCarried(m) // a stock MAC seen carried is re-owned
+	}
+}
 
 // SetReserved records that the ledger has an entry for m (or no longer
 // has). It is the ledger's callback.
@@ -426,6 +438,34 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 	if err := p.checkPending(r); err != nil {
 		return res, err
 	}
+	if p.stock != nil {
+		// A retried create gets back what the stock handed it before; the
+		// other automatic MACs come from the stock while it has them.
+		kept := wants[:0]
+		for _, w := range wants {
+			if p.takeBack(w.mac, r) {
+				res.MACs[w.slot] = w.mac
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		wants = kept
+		if r.fromStock() {
+			for i, s := range r.Slots {
+				if s.Requested != 0 {
+					continue
+				}
+				if m, ok := p.takeStock(r, s); ok {
+					res.MACs[i] = m
+					res.Stocked = append(res.Stocked, m)
+					metrics.AllocationSource.WithLabelValues(metrics.SourceStock).Inc()
+				}
+			}
+		}
+		if len(wants) == 0 && !missing(r, res) {
+			return res, nil
+		}
+	}
 	for round := 0; ; round++ {
 		for i, s := range r.Slots {
 			if s.Requested == 0 && res.MACs[i] == 0 {
@@ -436,6 +476,7 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 				}
 				res.picked = append(res.picked, m)
 				wants = append(wants, &want{slot: i, mac: m})
+				metrics.AllocationSource.WithLabelValues(metrics.SourceDirect).Inc()
 			}
 		}
 		err := p.write(ctx, r, res, wants)
@@ -589,6 +630,16 @@ func (p *Pool) reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 	}
 }
 
+// missing reports whether a slot of r that asks for no MAC has none yet.
+func missing(r Request, res *Result) bool {
+	for i, s := range r.Slots {
+		if s.Requested == 0 && res.MACs[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func firstNonEmpty[T ~string](a, b T) T {
 	if a != "" {
 		return a
@@ -610,6 +661,8 @@ const releaseTimeout = 5 * time.Second
 func (p *Pool) Release(ctx context.Context, owner v1alpha1.Owner, res *Result) error {
 	// The request may be ending because its context did: give back what
 	// it wrote all the same, within a bound of its own.
+	p.giveBack(res.Stocked)
+	res.Stocked = nil
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	byBlock := map[mac.MAC][]mac.MAC{}

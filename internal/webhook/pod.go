@@ -162,6 +162,13 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 				held = append(held, e)
 			}
 		}
+		if req.Operation == admissionv1.Create {
+			// The same, for MACs this replica handed out from its stock
+			// (no entry names the pod yet).
+			for _, h := range h.Pool.HandedTo(carriers.Pod, req.Namespace, pod.Metadata.Name) {
+				held = append(held, ledger.Entry{MAC: h.MAC, MACBlockEntry: v1alpha1.MACBlockEntry{Network: h.Network, Interface: h.Interface}})
+			}
+		}
 	}
 	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun}
 	macs, err := a.assign(ctx, podSlots(elems, oldElems, held, returning))

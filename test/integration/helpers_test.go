@@ -4,22 +4,26 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -186,9 +190,40 @@ func carriedOn(g Gomega, c client.Client) map[mac.MAC][]carriers.Carrier {
 // unbound: reservations of refused creates expired, none outlives its owner.
 func expectAllBoundOn(g Gomega, c client.Client) {
 	carried := carriedOn(g, c)
+	live := liveIncarnations(g, c)
 	for _, e := range allEntriesOn(g, c) {
+		if heartbeat.IsStock(e.Owner) && live[e.Owner.UID] {
+			continue // a running replica's stock: held for admissions
+		}
 		g.Expect(holders.Bound(e.Owner, carried[e.MAC])).To(BeTrue(), "entry of %s for %+v left unbound", e.MAC, e.Owner)
 	}
+}
+
+// liveIncarnations are the replica incarnations whose stock heartbeat
+// Lease was renewed within its duration.
+func liveIncarnations(g Gomega, c client.Client) map[types.UID]bool {
+	leases := &coordinationv1.LeaseList{}
+	g.Expect(c.List(context.Background(), leases, client.HasLabels{heartbeat.Label})).To(Succeed())
+	live := map[types.UID]bool{}
+	for _, l := range leases.Items {
+		renewed := l.Spec.RenewTime
+		if renewed != nil && l.Spec.LeaseDurationSeconds != nil &&
+			time.Since(renewed.Time) < time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
+			live[types.UID(strings.TrimPrefix(l.Name, "kubemacpool-stock-"))] = true
+		}
+	}
+	return live
+}
+
+// stockEntries lists the entries replicas keep in stock.
+func stockEntries(g Gomega) []ledger.Entry {
+	var out []ledger.Entry
+	for _, e := range allEntries(g) {
+		if heartbeat.IsStock(e.Owner) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // expectBound waits until m has an entry for p and p carries it, which is

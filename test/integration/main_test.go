@@ -55,6 +55,9 @@ func testLogger() logr.Logger {
 // observable, yet far above how long binding takes.
 const testGrace = 4 * time.Second
 
+// testHeartbeat is how long a replica's stock heartbeat lasts in tests.
+const testHeartbeat = 4 * time.Second
+
 // running is a kubemacpool replica started as its own process.
 type running struct {
 	proc *testenv.Process
@@ -77,6 +80,11 @@ func optionsFor(t testing.TB, e *testenv.Env) manager.Options {
 	}
 	o.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	o.ReservationGrace = testGrace
+	// Every replica a test starts names its own stock; the heartbeat is
+	// short, so a killed replica's stock is released within the tests'
+	// waits (its duration, then the grace).
+	o.ReplicaName = fmt.Sprintf("replica-%d", port)
+	o.StockHeartbeat = testHeartbeat
 	o.MinReservationGrace = time.Second // short timers, on a control plane that stores at once
 	o.RepairInterval = time.Minute
 	o.LeaseDuration = 3 * time.Second

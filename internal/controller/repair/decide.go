@@ -67,6 +67,12 @@ type Facts struct {
 	// when it did not): a StatefulSet's ordinal keeps its MACs for the
 	// grace period after the StatefulSet stops keeping it.
 	OwnerGoneSince time.Time
+	// Stock says the entry is kept in a replica's stock (heartbeat.Kind),
+	// and StockExpires is when that replica's heartbeat runs out on this
+	// replica's clock (heartbeat.Tracker): its last renewal seen here plus
+	// its duration.
+	Stock        bool
+	StockExpires time.Time
 	// DroppedNewer is, for an entry of a pod that the pod does not carry
 	// (an edit dropped it), how many of the pod's entries are carried by
 	// it or were dropped more recently: a pod keeps at most MaxHeld.
@@ -135,35 +141,45 @@ const unwatchedRetry = 30 * time.Second
 //	 3  owner's kind not watched     anything                             keep, look again in 30 s (KubeVirt's
 //	                                                                      kinds before KubeVirt is found: never
 //	                                                                      release on a guess)
-//	 4  yes                          its owner (index, or a live read)    bound: keep; any carrier the holders' rule
+//	 4  kept in stock by a replica   anything                             keep, look again when its heartbeat would
+//	    whose heartbeat is alive                                          run out: a live replica's stock is its own
+//	                                                                      (it re-owns what its objects carry)
+//	 5  kept in stock by a replica   one or more objects                  re-own to the oldest carrier: the replica
+//	    whose heartbeat ran out                                           handed it out before it died
+//	 6  kept in stock, heartbeat     nothing                              keep, look again when the grace ends: an
+//	    ran out < grace ago                                               object it handed the MAC to may still be
+//	                                                                      on its way to the API server
+//	 7  kept in stock, heartbeat     nothing                              expire: the dead replica's unused stock
+//	    ran out >= grace ago
+//	 8  yes                          its owner (index, or a live read)    bound: keep; any carrier the holders' rule
 //	                                                                      refuses is a collision (events on both)
-//	 5  yes                          an object carrying it for the        keep: a VM's MAC stays while its VMI or
+//	 9  yes                          an object carrying it for the        keep: a VM's MAC stays while its VMI or
 //	                                 owner                                launcher pod carries it
-//	 6  never seen bound, first      not the owner                        keep, look again when the grace ends:
+//	10  never seen bound, first      not the owner                        keep, look again when the grace ends:
 //	    seen < grace ago, first                                           the object may not be stored yet (an entry
 //	    seen unbound < 2x grace                                           seen bound does not wait: its owner had it)
 //	    ago (renewals extend it
 //	    no further)
-//	 7  named owner not looked up    not the owner                        look the owner up (cache, then live),
+//	11  named owner not looked up    not the owner                        look the owner up (cache, then live),
 //	                                                                      decide again
-//	 8  owner a pod that exists,     not the pod                          keep: a pod keeps its MACs until it is
+//	12  owner a pod that exists,     not the pod                          keep: a pod keeps its MACs until it is
 //	    the one the entry was made                                        deleted, whatever edits its annotation,
 //	    for (seen bound, its UID,                                         up to maxHeld in all (what it carries and
 //	    or created within the                                             what edits dropped, newest first); a
 //	    request window of the                                             StatefulSet's pod keeps them while it is
 //	    entry); or a StatefulSet                                          away, to get them back
 //	    that keeps the ordinal
-//	 9  a StatefulSet gone (deleted, not the pod                          keep, look again when the grace ends:
+//	13  a StatefulSet gone (deleted, not the pod                          keep, look again when the grace ends:
 //	    scaled below the ordinal,                                         the ordinal keeps its MACs for the grace
 //	    opted out; or its pod                                             period after the StatefulSet lets it go
 //	    created again without the
 //	    MAC) less than grace ago
-//	10  yes                          another object, not for the owner    re-own: the entry goes to the oldest
+//	14  yes                          another object, not for the owner    re-own: the entry goes to the oldest
 //	                                                                      carrier, in one guarded write, so the
 //	                                                                      MAC never looks free
-//	11  seen bound                   nothing                              release: its owner had it, and is gone,
+//	15  seen bound                   nothing                              release: its owner had it, and is gone,
 //	                                                                      dropped it, or dropped more than maxHeld
-//	12  never seen bound             nothing                              expire: refused by a later admission
+//	16  never seen bound             nothing                              expire: refused by a later admission
 //	                                                                      step, abandoned, or made for an earlier
 //	                                                                      object of the owner's name
 func Decide(f Facts, now time.Time, grace time.Duration, maxHeld int) Decision {
@@ -179,46 +195,65 @@ func Decide(f Facts, now time.Time, grace time.Duration, maxHeld int) Decision {
 	if !f.OwnerKindWatched {
 		return Decision{Case: 3, Action: Wait, After: unwatchedRetry}
 	}
+	if f.Stock {
+		return decideStock(f, now, grace)
+	}
 	var other *carriers.Carrier
 	for i, c := range f.Carriers {
 		switch {
 		case holders.OwnerIs(e.Owner, c.Object):
-			return Decision{Case: 4, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c, e)}
+			return Decision{Case: 8, Action: Keep, Bound: true, Holder: &f.Carriers[i], Collisions: collisions(f.Carriers, c, e)}
 		case c.For.Is(e.Owner.Kind, e.Owner.Namespace, e.Owner.Name, e.Owner.UID):
-			return Decision{Case: 5, Action: Keep, Bound: true}
+			return Decision{Case: 9, Action: Keep, Bound: true}
 		case other == nil:
 			other = &f.Carriers[i]
 		}
 	}
 	if f.Owner == OwnerCarries {
-		return Decision{Case: 4, Action: Keep, Bound: true}
+		return Decision{Case: 8, Action: Keep, Bound: true}
 	}
 	if !f.SeenBound {
 		if after := waitForObject(f, now, grace); after > 0 {
-			return Decision{Case: 6, Action: Wait, After: after}
+			return Decision{Case: 10, Action: Wait, After: after}
 		}
 	}
 	if e.Owner.Name != "" && f.Owner == OwnerNotLookedUp {
-		return Decision{Case: 7, Action: LookUpOwner}
+		return Decision{Case: 11, Action: LookUpOwner}
 	}
 	if e.Owner.Kind == sticky.Kind && f.Owner == OwnerExists {
-		return Decision{Case: 8, Action: Keep}
+		return Decision{Case: 12, Action: Keep}
 	}
 	if e.Owner.Kind == carriers.Pod && f.Owner == OwnerExists && madeFor(f) && f.DroppedNewer < maxHeld {
-		return Decision{Case: 8, Action: Keep}
+		return Decision{Case: 12, Action: Keep}
 	}
 	if e.Owner.Kind == sticky.Kind && f.Owner == OwnerGone && !f.OwnerGoneSince.IsZero() {
 		if gone := now.Sub(f.OwnerGoneSince); gone < grace {
-			return Decision{Case: 9, Action: Wait, After: grace - gone}
+			return Decision{Case: 13, Action: Wait, After: grace - gone}
 		}
 	}
 	if other != nil {
-		return Decision{Case: 10, Action: Reown, Carrier: other, Entry: entryFor(f.MAC, *other, now)}
+		return Decision{Case: 14, Action: Reown, Carrier: other, Entry: entryFor(f.MAC, *other, now)}
 	}
 	if f.SeenBound {
-		return Decision{Case: 11, Action: Release}
+		return Decision{Case: 15, Action: Release}
 	}
-	return Decision{Case: 12, Action: Expire}
+	return Decision{Case: 16, Action: Expire}
+}
+
+// decideStock judges an entry kept in a replica's stock (cases 4-7).
+func decideStock(f Facts, now time.Time, grace time.Duration) Decision {
+	switch end := f.StockExpires; {
+	case now.Before(end):
+		return Decision{Case: 4, Action: Wait, After: end.Sub(now)}
+	case len(f.Carriers) > 0:
+		c := f.Carriers[0]
+		return Decision{Case: 5, Action: Reown, Carrier: &c, Entry: entryFor(f.MAC, c, now),
+			Holder: &c, Collisions: collisions(f.Carriers[1:], c, nil)}
+	case now.Before(end.Add(grace)):
+		return Decision{Case: 6, Action: Wait, After: end.Add(grace).Sub(now)}
+	default:
+		return Decision{Case: 7, Action: Expire}
+	}
 }
 
 // madeFor reports whether the existing owner looked up is the object the
@@ -254,7 +289,7 @@ func waitForObject(f Facts, now time.Time, grace time.Duration) time.Duration {
 // the MAC held by holder under entry (nil: not held yet): those carrying
 // it for someone else. The two VMs of a decentralized live migration do
 // not collide: a receiver carries its source's MACs by design, and the
-// repair passes them on once the source is gone (case 10).
+// repair passes them on once the source is gone (case 14).
 func collisions(cs []carriers.Carrier, holder carriers.Carrier, entry *v1alpha1.MACBlockEntry) []carriers.Carrier {
 	var out []carriers.Carrier
 	for _, c := range cs {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
@@ -58,56 +59,66 @@ func TestDecide(t *testing.T) {
 			Facts{Carriers: []carriers.Carrier{carrier(vmi, vm, clk.Now())}}, Adopt, 2, false},
 		{"owner's kind not watched yet (KubeVirt not found): kept",
 			Facts{Entry: entry(carriers.VirtualMachine, "vm", old)}, Wait, 3, false},
+		{"kept in stock by a live replica: kept, even long after it was written",
+			Facts{Entry: entry(heartbeat.Kind, "replica-a", 10*grace), OwnerKindWatched: true, Stock: true, StockExpires: clk.Now().Add(time.Second)}, Wait, 4, false},
+		{"kept in stock by a live replica, carried: kept (the replica re-owns it)",
+			Facts{Entry: entry(heartbeat.Kind, "replica-a", old), OwnerKindWatched: true, Stock: true, StockExpires: clk.Now().Add(time.Second), Carriers: []carriers.Carrier{carrier(pod, pod, clk.Now())}}, Wait, 4, false},
+		{"a dead replica's stock, carried: re-owned to the carrier at once",
+			Facts{Entry: entry(heartbeat.Kind, "replica-a", young), OwnerKindWatched: true, Stock: true, StockExpires: clk.Now(), Carriers: []carriers.Carrier{carrier(pod, pod, clk.Now())}}, Reown, 5, false},
+		{"a dead replica's stock, heartbeat out less than the grace ago: waits (an object it handed the MAC to may be on its way)",
+			Facts{Entry: entry(heartbeat.Kind, "replica-a", old), OwnerKindWatched: true, Stock: true, StockExpires: clk.Now().Add(-young)}, Wait, 6, false},
+		{"a dead replica's stock, heartbeat out the grace ago: expired",
+			Facts{Entry: entry(heartbeat.Kind, "replica-a", old), OwnerKindWatched: true, Stock: true, StockExpires: clk.Now().Add(-grace)}, Expire, 7, false},
 		{"owner carries it: bound",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(pod, pod, clk.Now())}}, Keep, 4, true},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(pod, pod, clk.Now())}}, Keep, 8, true},
 		{"a generateName entry is bound by a pod with that prefix",
-			Facts{Entry: generated, OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(ref(carriers.Pod, "web-x7k2p"), ref(carriers.Pod, "web-x7k2p"), clk.Now())}}, Keep, 4, true},
+			Facts{Entry: generated, OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(ref(carriers.Pod, "web-x7k2p"), ref(carriers.Pod, "web-x7k2p"), clk.Now())}}, Keep, 8, true},
 		{"the owner read live carries it (the index lags): bound",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerCarries}, Keep, 4, true},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerCarries}, Keep, 8, true},
 		{"a VM's MAC carried by its VMI after the VM dropped it: kept",
-			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(vmi, vm, clk.Now())}}, Keep, 5, true},
+			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(vmi, vm, clk.Now())}}, Keep, 9, true},
 		{"a VM's MAC carried by its launcher pod: kept",
-			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(launcher, vm, clk.Now())}}, Keep, 5, true},
+			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(launcher, vm, clk.Now())}}, Keep, 9, true},
 		{"reserved within the grace, not carried yet: waits",
-			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true}, Wait, 6, false},
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true}, Wait, 10, false},
 		{"reserved within the grace, another carries it: still waits (the owner may be stored yet)",
-			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Wait, 6, false},
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Wait, 10, false},
 		{"past the grace, a named owner not looked up: look it up",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true}, LookUpOwner, 7, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true}, LookUpOwner, 11, false},
 		{"past the grace, the pod exists but dropped the network: kept until it is deleted",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 8, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 12, false},
 		{"past the grace, the pod it was made for exists (created within the request window), never seen bound: kept",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: clk.Now().Add(-old).Add(time.Second)}, Keep, 8, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: clk.Now().Add(-old).Add(time.Second)}, Keep, 12, false},
 		{"past the grace, a later pod of the name exists (a create retried after a refusal), never seen bound: expired",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: longAfter}, Expire, 12, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, OwnerCreated: longAfter}, Expire, 16, false},
 		{"a pod holding maxHeld newer MACs: its oldest dropped one is released",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld}, Release, 11, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld}, Release, 15, false},
 		{"a pod holding fewer than maxHeld newer MACs keeps a dropped one",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld - 1}, Keep, 8, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true, DroppedNewer: maxHeld - 1}, Keep, 12, false},
 		{"seen bound, within the grace, not carried any more: the owner is looked up at once",
-			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true}, LookUpOwner, 7, false},
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true}, LookUpOwner, 11, false},
 		{"seen bound, within the grace, owner deleted: released at once",
-			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true, Owner: OwnerGone}, Release, 11, false},
+			Facts{Entry: entry(carriers.Pod, "p", young), OwnerKindWatched: true, SeenBound: true, Owner: OwnerGone}, Release, 15, false},
 		{"reserved long ago by a replica whose clock is behind, first seen just now: waits the whole grace",
-			Facts{Entry: entry(carriers.Pod, "p", 10*grace), OwnerKindWatched: true, FirstSeen: clk.Now()}, Wait, 6, false},
+			Facts{Entry: entry(carriers.Pod, "p", 10*grace), OwnerKindWatched: true, FirstSeen: clk.Now()}, Wait, 10, false},
 		{"past the grace, a VM that exists but dropped the interface: released",
-			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Release, 11, false},
+			Facts{Entry: entry(carriers.VirtualMachine, "vm", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Release, 15, false},
 		{"past the grace, owner gone, another object carries it: re-owned",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Reown, 10, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, Carriers: []carriers.Carrier{carrier(other, other, clk.Now())}}, Reown, 14, false},
 		{"past the grace, owner gone, seen bound: released",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true}, Release, 11, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true}, Release, 15, false},
 		{"past the grace, owner gone, never seen bound: expired",
-			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone}, Expire, 12, false},
+			Facts{Entry: entry(carriers.Pod, "p", old), OwnerKindWatched: true, Owner: OwnerGone}, Expire, 16, false},
 		{"a StatefulSet's ordinal, its pod carries it: bound",
-			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(ref(carriers.Pod, "web-0"), ref(carriers.Pod, "web-0"), clk.Now())}}, Keep, 4, true},
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Carriers: []carriers.Carrier{carrier(ref(carriers.Pod, "web-0"), ref(carriers.Pod, "web-0"), clk.Now())}}, Keep, 8, true},
 		{"a StatefulSet's ordinal, its pod away, the StatefulSet keeps it: kept",
-			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 8, false},
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerExists, SeenBound: true}, Keep, 12, false},
 		{"a StatefulSet's ordinal let go within the grace: waits",
-			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-young)}, Wait, 9, false},
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-young)}, Wait, 13, false},
 		{"a StatefulSet's ordinal let go past the grace: released",
-			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-old)}, Release, 11, false},
+			Facts{Entry: entry(sticky.Kind, "web", old), OwnerKindWatched: true, Owner: OwnerGone, SeenBound: true, OwnerGoneSince: clk.Now().Add(-old)}, Release, 15, false},
 		{"a generateName entry past the grace, nothing carries it: expired without a look-up",
-			Facts{Entry: generated, OwnerKindWatched: true}, Expire, 12, false},
+			Facts{Entry: generated, OwnerKindWatched: true}, Expire, 16, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -181,7 +192,7 @@ func TestDecideReportsCollisions(t *testing.T) {
 		return &v1alpha1.MACBlockEntry{Owner: v1alpha1.Owner{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name}, Reserved: metav1.NewMicroTime(now.Add(-time.Hour))}
 	}
 	d := Decide(Facts{MAC: m, Entry: entry(pod), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(other, other), carry(pod, pod)}}, now, time.Minute, 32)
-	if d.Case != 4 || d.Holder == nil || d.Holder.Object != pod || len(d.Collisions) != 1 || d.Collisions[0].Object != other {
+	if d.Case != 8 || d.Holder == nil || d.Holder.Object != pod || len(d.Collisions) != 1 || d.Collisions[0].Object != other {
 		t.Fatalf("held by p, carried by other too: %+v", d)
 	}
 	d = Decide(Facts{MAC: m, Carriers: []carriers.Carrier{carry(pod, pod), carry(other, other)}}, now, time.Minute, 32)
@@ -189,7 +200,7 @@ func TestDecideReportsCollisions(t *testing.T) {
 		t.Fatalf("adopted for p, carried by other too: %+v", d)
 	}
 	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), carry(vmi, vm)}}, now, time.Minute, 32)
-	if d.Case != 4 || len(d.Collisions) != 0 {
+	if d.Case != 8 || len(d.Collisions) != 0 {
 		t.Fatalf("a VM and its VMI: %+v", d)
 	}
 	// A migration receiver (another namespace) carrying its source's MACs
@@ -198,11 +209,11 @@ func TestDecideReportsCollisions(t *testing.T) {
 	receiver := carriers.Ref{Kind: carriers.VirtualMachine, Namespace: "target", Name: "vm", UID: "r"}
 	recv := carriers.Carrier{MAC: m, Object: receiver, For: receiver, ForReceiver: true}
 	d = Decide(Facts{MAC: m, Entry: entry(vm), OwnerKindWatched: true, Carriers: []carriers.Carrier{carry(vm, vm), recv}}, now, time.Minute, 32)
-	if d.Case != 4 || len(d.Collisions) != 0 {
+	if d.Case != 8 || len(d.Collisions) != 0 {
 		t.Fatalf("a VM and its migration receiver: %+v", d)
 	}
 	d = Decide(Facts{MAC: m, Entry: entry(receiver), OwnerKindWatched: true, Carriers: []carriers.Carrier{recv, carry(vm, vm), carry(pod, pod)}}, now, time.Minute, 32)
-	if d.Case != 4 || len(d.Collisions) != 1 || d.Collisions[0].Object != pod {
+	if d.Case != 8 || len(d.Collisions) != 1 || d.Collisions[0].Object != pod {
 		t.Fatalf("held by the receiver, carried by its source and a pod: %+v", d)
 	}
 	// The source gone, the entry passes to the receiver.

@@ -34,6 +34,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -51,6 +52,12 @@ type Ledger interface {
 	Lookup(m mac.MAC) (ledger.Entry, bool)
 	OwnedBy(kind, namespace, name string) []ledger.Entry
 	UpdateAndPrune(ctx context.Context, m mac.MAC, c ledger.Change) error
+}
+
+// Heartbeats says when each replica incarnation's heartbeat runs out, on
+// this replica's clock (heartbeat.Tracker).
+type Heartbeats interface {
+	Expires(incarnation types.UID) time.Time
 }
 
 // Indexed says how far the carrier index has come.
@@ -81,6 +88,8 @@ type Reconciler struct {
 	Interval time.Duration
 	// Workers is how many blocks are judged at once.
 	Workers int
+	// Heartbeats tell when a replica's stock heartbeat runs out.
+	Heartbeats Heartbeats
 	// MaxHeld is the most MACs one pod holds: those it carries and those
 	// edits of its annotation dropped (kept, newest first, since the
 	// interface may still have them). Zero: no bound.
@@ -306,6 +315,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			f.SeenBound = r.wasBound(m, f.Entry)
 			f.FirstSeen = r.firstSeen(m, f.Entry, now)
 			f.UnboundSince = r.unboundSince(m, f.Entry, now)
+			if heartbeat.IsStock(f.Entry.Owner) {
+				f.Stock = true
+				f.StockExpires = now.Add(r.Grace) // no tracker (tests): alive
+				if r.Heartbeats != nil {
+					f.StockExpires = r.Heartbeats.Expires(f.Entry.Owner.UID)
+				}
+			}
 		}
 		d := Decide(f, now, r.Grace, r.MaxHeld)
 		if d.Action == LookUpOwner {
@@ -389,6 +405,24 @@ func apply(b *v1alpha1.MACBlock, j *judged) bool {
 // report counts and tells about a change that was stored.
 func (r *Reconciler) report(log logr.Logger, j *judged) {
 	d := j.decision
+	switch d.Action {
+	case Reown, Expire:
+		if heartbeat.IsStock(j.entry.Owner) {
+			// A dead replica's stock: no event (no object of the
+			// replica's kind exists to carry one).
+			if d.Action == Reown {
+				metrics.Adoptions.Inc()
+				log.Info("MAC handed out from the stock of a replica whose heartbeat ran out; passed to its carrier", "case", d.Case,
+					"mac", j.mac.String(), "replica", j.entry.Owner.Name, "incarnation", j.entry.Owner.UID, "carrier", d.Carrier.Object.String())
+			} else {
+				metrics.ExpiredReservations.Inc()
+				log.Info("stock of a replica whose heartbeat ran out, unused; released", "case", d.Case,
+					"mac", j.mac.String(), "replica", j.entry.Owner.Name, "incarnation", j.entry.Owner.UID)
+				r.forget(j.mac, true)
+			}
+			return
+		}
+	}
 	switch d.Action {
 	case Adopt, Reown:
 		metrics.Adoptions.Inc()
