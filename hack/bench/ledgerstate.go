@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -117,11 +118,15 @@ func podMACs(namespace string, annotations map[string]string) []string {
 // balance compares the ledger with the MACs carried: entries whose MAC is
 // not carried by an object matching their owner (a reservation whose
 // object is not stored, or not yet), and carried MACs without such an
-// entry.
+// entry. A replica's stock entry that nothing carries is neither: it waits
+// for an admission, not for an object.
 func balance(blocks []v1alpha1.MACBlock, carried map[mac.MAC]holder) (unbound, missing int) {
 	matched := 0
 	eachEntry(blocks, func(m mac.MAC, e *v1alpha1.MACBlockEntry) {
 		h, ok := carried[m]
+		if !ok && heartbeat.IsStock(e.Owner) {
+			return // a replica's stock, not handed out (or not carried yet)
+		}
 		if ok && holders.OwnerIs(e.Owner, carriers.Ref{Kind: h.kind, Namespace: h.namespace, Name: h.name, UID: types.UID(h.uid)}) {
 			matched++
 			return

@@ -6,11 +6,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Tracker is a replica's view of every replica's heartbeat, on its own
@@ -126,4 +129,53 @@ func (t *Tracker) Expires(incarnation types.UID) time.Time {
 		t.missing[incarnation] = now
 	}
 	return first.Add(t.Duration)
+}
+
+// Collector deletes the Leases of incarnations whose heartbeat ran out and
+// whose stock is gone (released or re-owned by the repair): one Lease is
+// left by every replica start that did not end in a clean shutdown. It runs
+// on the leader.
+type Collector struct {
+	Tracker *Tracker
+	Client  client.Client
+	// Holds reports whether the ledger still holds entries for an
+	// incarnation.
+	Holds func(incarnation types.UID) bool
+	// After is how long past its end a heartbeat's Lease is kept: long
+	// enough for the repair to have released its stock.
+	After time.Duration
+	Every time.Duration
+	Log   logr.Logger
+}
+
+// NeedLeaderElection is true: one replica collects.
+func (c *Collector) NeedLeaderElection() bool { return true }
+
+// Start collects every c.Every until ctx ends.
+func (c *Collector) Start(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.Every):
+		}
+		leases := &coordinationv1.LeaseList{}
+		if err := c.Tracker.Cache.List(ctx, leases); err != nil {
+			c.Log.Error(err, "listing heartbeat Leases")
+			continue
+		}
+		now := c.Tracker.Clock.Now()
+		for i := range leases.Items {
+			l := &leases.Items[i]
+			inc, ok := incarnationOf(l.Name)
+			if !ok || l.Labels[Label] == "" || now.Before(c.Tracker.Expires(inc).Add(c.After)) || c.Holds(inc) {
+				continue
+			}
+			if err := c.Client.Delete(ctx, l, client.Preconditions{ResourceVersion: &l.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				c.Log.Error(err, "deleting the heartbeat Lease of a replica gone", "lease", l.Name)
+				continue
+			}
+			c.Log.Info("deleted the heartbeat Lease of a replica gone, its stock released", "lease", l.Name, "replica", l.Labels[Label])
+		}
+	}
 }

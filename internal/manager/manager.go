@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -417,6 +418,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	// leader's repair tells a dead replica's stock by its heartbeat.
 	heartbeats := &heartbeat.Tracker{Cache: mgr.GetCache(), Clock: clk, Duration: o.StockHeartbeat}
 	repairer.Heartbeats = heartbeats
+	collector := &heartbeat.Collector{Tracker: heartbeats, Client: controllers, After: o.ReservationGrace, Every: time.Minute,
+		Log: log.WithName("heartbeat"), Holds: func(inc types.UID) bool {
+			held := false
+			book.Each(func(e ledger.Entry) { held = held || (heartbeat.IsStock(e.Owner) && e.Owner.UID == inc) })
+			return held
+		}}
 	var stockRunnables []manager.Runnable
 	if o.StockMax > 0 {
 		beat := &heartbeat.Beat{Client: controllers, Namespace: o.Namespace, Replica: o.ReplicaName,
@@ -459,7 +466,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil
 	})
 	metrics.Register(poolNumbers{pool: macPool, ledger: book, carried: carried})
-	for _, r := range append([]manager.Runnable{changes, book, rangeLoader, carrierFeed, heartbeats}, stockRunnables...) {
+	for _, r := range append([]manager.Runnable{changes, book, rangeLoader, carrierFeed, heartbeats, collector}, stockRunnables...) {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
