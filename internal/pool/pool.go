@@ -90,6 +90,10 @@ type Request struct {
 	Slots []Slot
 	// DryRun asks for an answer without reserving anything.
 	DryRun bool
+	// Create says the object is being created: its automatic MACs may
+	// come from the stock. An update's write as before, so that what an
+	// edit adds is held for the object (its name and UID) at once.
+	Create bool
 	// Receiver says the owner is a VM waiting to receive a decentralized
 	// live migration: it may ask for MACs another VM holds (its source, in
 	// any namespace), which stay held by that VM; the repair passes them to

@@ -98,8 +98,11 @@ type stock struct {
 	// loose are this incarnation's entries in neither free nor handed (a
 	// hand-out that failed its checks): given back, or re-owned if carried.
 	loose map[mac.MAC]bool
-	// seenCarried are stock MACs an object was seen carrying: re-owned.
-	seenCarried map[mac.MAC]bool
+	// reowns are the stock MACs an object was seen carrying, with the
+	// entry that passes each to it, decided when it was first seen: an
+	// edit that drops the MAC from the object before the write does not
+	// undo it (a pod keeps the MACs it was given until it is deleted).
+	reowns map[mac.MAC]v1alpha1.MACBlockEntry
 	// sizing
 	handedOut  int     // hand-outs since the last sizing
 	rate       float64 // MACs handed out per second, smoothed
@@ -114,14 +117,15 @@ func (p *Pool) UseStock(beat Heartbeat, max int, log logr.Logger) {
 		return
 	}
 	p.stock = &stock{beat: beat, max: max, log: log, wake: make(chan struct{}, 1),
-		handed: map[mac.MAC]handout{}, loose: map[mac.MAC]bool{}, seenCarried: map[mac.MAC]bool{}, target: stockMin}
+		handed: map[mac.MAC]handout{}, loose: map[mac.MAC]bool{}, reowns: map[mac.MAC]v1alpha1.MACBlockEntry{}, target: stockMin}
 }
 
 // fromStock reports whether r's automatic MACs may come from the stock:
-// a pod or VM (a StatefulSet's pod gets MACs held for its name, a receiver
-// its source's; both write as before).
+// the create of a pod or VM (a StatefulSet's pod gets MACs held for its
+// name, a receiver its source's, an update keeps and adds MACs under the
+// object's name and UID; all write as before).
 func (r Request) fromStock() bool {
-	return !r.DryRun && !r.Receiver && (r.Owner.Kind == carriers.Pod || r.Owner.Kind == carriers.VirtualMachine)
+	return r.Create && !r.DryRun && !r.Receiver && (r.Owner.Kind == carriers.Pod || r.Owner.Kind == carriers.VirtualMachine)
 }
 
 // takeStock gives slot s of r a MAC from the stock, if it has a usable one.
@@ -212,7 +216,7 @@ func (p *Pool) HandedTo(kind, namespace, name string) []HandedOut {
 	st.mu.Lock()
 	var out []HandedOut
 	for m, h := range st.handed {
-		if h.owner.Kind == kind && h.owner.Namespace == namespace && h.owner.Name == name && !st.seenCarried[m] {
+		if _, carried := st.reowns[m]; !carried && h.owner.Kind == kind && h.owner.Namespace == namespace && h.owner.Name == name {
 			out = append(out, HandedOut{MAC: m, Network: h.network, Interface: h.iface})
 		}
 	}
@@ -248,23 +252,50 @@ func (p *Pool) waitingIn(namespace string, since time.Time) int {
 	defer st.mu.Unlock()
 	n := 0
 	for m, h := range st.handed {
-		if h.owner.Namespace == namespace && !h.at.Before(since) && !st.seenCarried[m] {
+		if _, carried := st.reowns[m]; !carried && h.owner.Namespace == namespace && !h.at.Before(since) {
 			n++
 		}
 	}
 	return n
 }
 
-// noteCarried records that m, if in the stock, is carried now.
+// noteCarried records, for a stock MAC an object carries now, the entry
+// that passes it to that object: the object it was handed to if that one
+// carries it, else the oldest carrier. The keeper writes it (reown).
 func (p *Pool) noteCarried(m mac.MAC) {
 	st := p.stock
 	if st == nil {
 		return
 	}
 	st.mu.Lock()
+	h, handed := st.handed[m]
+	_, noted := st.reowns[m]
+	known := handed || st.loose[m] || st.has(m)
+	owner := st.owner
+	st.mu.Unlock()
+	if !known || noted {
+		return
+	}
+	cs := p.carried.Of(m)
+	if len(cs) == 0 {
+		return
+	}
+	c := cs[0]
+	for _, x := range cs {
+		if handed && holders.CarriesFor(h.owner, x) {
+			c = x
+			break
+		}
+	}
+	e := v1alpha1.MACBlockEntry{Offset: ledger.Offset(m), MAC: m.String(), Owner: holders.OwnerOf(c.For),
+		Network: c.Network, Interface: c.Interface, Reserved: metav1.NewMicroTime(p.clock.Now().UTC().Truncate(time.Microsecond))}
+	if handed && holders.CarriesFor(h.owner, c) {
+		e.Network, e.Interface = h.network, h.iface
+	}
+	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, ok := st.handed[m]; ok || st.loose[m] || st.has(m) {
-		st.seenCarried[m] = true
+	if st.owner == owner {
+		st.reowns[m] = e
 	}
 }
 
@@ -288,7 +319,13 @@ func (p *Pool) StockNumbers() (free, handed int) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return len(st.free), len(st.handed) - len(st.seenCarried)
+	waiting := 0
+	for m := range st.handed {
+		if _, carried := st.reowns[m]; !carried {
+			waiting++
+		}
+	}
+	return len(st.free), waiting
 }
 
 // StockKeeper fills and tends the pool's stock. It runs on every replica.
@@ -359,7 +396,7 @@ func (k *StockKeeper) follow() bool {
 				"free", len(st.free), "handed", len(st.handed))
 		}
 		st.owner, st.free = owner, nil
-		st.handed, st.loose, st.seenCarried = map[mac.MAC]handout{}, map[mac.MAC]bool{}, map[mac.MAC]bool{}
+		st.handed, st.loose, st.reowns = map[mac.MAC]handout{}, map[mac.MAC]bool{}, map[mac.MAC]v1alpha1.MACBlockEntry{}
 	}
 	return true
 }
@@ -454,14 +491,21 @@ func (k *StockKeeper) trim(ctx context.Context) {
 		give = append(give, st.free[len(st.free)-extra:]...)
 		st.free = st.free[:len(st.free)-extra]
 	}
+	var loose []mac.MAC
 	for m := range st.loose {
-		if !st.seenCarried[m] {
-			give = append(give, m)
-			delete(st.loose, m)
+		if _, carried := st.reowns[m]; !carried {
+			loose = append(loose, m)
 		}
 	}
 	owner := st.owner
 	st.mu.Unlock()
+	// A loose entry nothing carries is given back (release checks again in
+	// the write); a carried one waits for its re-own.
+	for _, m := range loose {
+		if !p.Carried(m) {
+			give = append(give, m)
+		}
+	}
 	if len(give) > 0 {
 		k.release(ctx, owner, give)
 	}
@@ -482,6 +526,12 @@ func (k *StockKeeper) release(ctx context.Context, owner v1alpha1.Owner, macs []
 		return out, len(out) > 0
 	}, nil)
 	metrics.StockReleased.Add(float64(len(released)))
+	st := p.stock
+	st.mu.Lock()
+	for _, m := range released {
+		delete(st.loose, m)
+	}
+	st.mu.Unlock()
 	if len(released) < len(macs) {
 		// A write failed or the MAC is carried now: the sweep finds what
 		// is still this incarnation's and tries again.
@@ -489,56 +539,25 @@ func (k *StockKeeper) release(ctx context.Context, owner v1alpha1.Owner, macs []
 	}
 }
 
-// reown passes every stock entry whose MAC an object carries to that
-// object: the one the MAC was handed to if it carries it, else the oldest
-// carrier. One write per block.
+// reown passes every stock entry whose MAC an object was seen carrying to
+// that object (noteCarried decided the entry), one write per block.
 func (k *StockKeeper) reown(ctx context.Context) {
 	p, st := k.Pool, k.Pool.stock
 	st.mu.Lock()
 	owner := st.owner
+	entries := make(map[mac.MAC]v1alpha1.MACBlockEntry, len(st.reowns))
 	var macs []mac.MAC
-	for m := range st.seenCarried {
+	for m, e := range st.reowns {
+		entries[m] = e
 		macs = append(macs, m)
-	}
-	handedTo := make(map[mac.MAC]handout, len(macs))
-	for _, m := range macs {
-		handedTo[m] = st.handed[m]
 	}
 	st.mu.Unlock()
 	if len(macs) == 0 {
 		return
 	}
-	now := metav1.NewMicroTime(p.clock.Now().UTC().Truncate(time.Microsecond))
-	entries := map[mac.MAC]v1alpha1.MACBlockEntry{}
-	var uncarried []mac.MAC
-	for _, m := range macs {
-		cs := p.carried.Of(m)
-		if len(cs) == 0 {
-			uncarried = append(uncarried, m)
-			continue
-		}
-		h := handedTo[m]
-		c := cs[0]
-		for _, x := range cs {
-			if holders.CarriesFor(h.owner, x) {
-				c = x
-				break
-			}
-		}
-		e := v1alpha1.MACBlockEntry{Offset: ledger.Offset(m), MAC: m.String(), Owner: holders.OwnerOf(c.For),
-			Network: c.Network, Interface: c.Interface, Reserved: now}
-		if h.owner.Kind != "" && holders.CarriesFor(h.owner, c) {
-			e.Network, e.Interface = h.network, h.iface
-		}
-		entries[m] = e
-	}
-	var candidates []mac.MAC
-	for m := range entries {
-		candidates = append(candidates, m)
-	}
 	var countMu sync.Mutex
 	reownedIn := map[string]int{} // per block, from its last attempt
-	done := p.writeByBlock(ctx, candidates, func(b *v1alpha1.MACBlock, ms []mac.MAC) ([]mac.MAC, bool) {
+	done := p.writeByBlock(ctx, macs, func(b *v1alpha1.MACBlock, ms []mac.MAC) ([]mac.MAC, bool) {
 		changed := 0
 		for _, m := range ms {
 			if e := ledger.Find(b, ledger.Offset(m)); e != nil && e.Owner == owner {
@@ -567,10 +586,8 @@ func (k *StockKeeper) reown(ctx context.Context) {
 	if st.owner != owner {
 		return
 	}
-	for _, m := range append(done, uncarried...) {
-		delete(st.seenCarried, m)
-	}
 	for _, m := range done {
+		delete(st.reowns, m)
 		delete(st.handed, m)
 		delete(st.loose, m)
 		st.dropFree(m)
@@ -594,7 +611,7 @@ func (k *StockKeeper) recall(now time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for m, h := range st.handed {
-		if !st.seenCarried[m] && now.Sub(h.at) >= k.Grace {
+		if _, carried := st.reowns[m]; !carried && now.Sub(h.at) >= k.Grace {
 			delete(st.handed, m)
 			st.free = append(st.free, m)
 		}
@@ -609,6 +626,12 @@ func (k *StockKeeper) sweep() {
 	owner := st.owner
 	st.mu.Unlock()
 	entries := p.ledger.OwnedBy(owner.Kind, owner.Namespace, owner.Name)
+	var loose []mac.MAC
+	defer func() {
+		for _, m := range loose {
+			p.noteCarried(m) // re-owned if carried
+		}
+	}()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.owner != owner {
@@ -626,9 +649,7 @@ func (k *StockKeeper) sweep() {
 			continue
 		}
 		st.loose[e.MAC] = true
-		if p.Carried(e.MAC) {
-			st.seenCarried[e.MAC] = true
-		}
+		loose = append(loose, e.MAC)
 	}
 }
 

@@ -37,6 +37,8 @@ type assigner struct {
 	dryRun bool
 	// receiver: the owner is a VM waiting to receive a migration
 	receiver bool
+	// create: the object is being created (not updated)
+	create bool
 	// what the pool gave the request, to give back if it is refused after all
 	res *pool.Result
 	// how each MAC was obtained, counted once the request succeeds
@@ -49,7 +51,7 @@ type assigner struct {
 func (a *assigner) assign(ctx context.Context, slots []slot) ([]mac.MAC, error) {
 	out := make([]mac.MAC, len(slots))
 	seen := map[mac.MAC]bool{}
-	req := pool.Request{Owner: a.owner, DryRun: a.dryRun, Receiver: a.receiver}
+	req := pool.Request{Owner: a.owner, DryRun: a.dryRun, Receiver: a.receiver, Create: a.create}
 	var reqSlot []int // req.Slots[j] is slots[reqSlot[j]]
 	for i, s := range slots {
 		ps := pool.Slot{Network: s.Network, Interface: s.Interface}

@@ -170,7 +170,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			}
 		}
 	}
-	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun}
+	a := &assigner{pool: h.Pool, log: h.Log, owner: owner, dryRun: req.DryRun != nil && *req.DryRun, create: req.Operation == admissionv1.Create}
 	macs, err := a.assign(ctx, podSlots(elems, oldElems, held, returning))
 	if err != nil {
 		return refusal(err)

@@ -146,6 +146,7 @@ func (h *VMMutator) Handle(ctx context.Context, req admission.Request) admission
 	slots := vmSlots(managed, kubevirt.ManagedInterfaces(oldSpec))
 	a := &assigner{
 		pool: h.Pool, log: h.Log, dryRun: req.DryRun != nil && *req.DryRun, receiver: receiver,
+		create: req.Operation == admissionv1.Create,
 		owner: v1alpha1.Owner{
 			Kind: kind, Namespace: req.Namespace,
 			Name: meta.Name, GenerateName: meta.GenerateName, UID: meta.UID,

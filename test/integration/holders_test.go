@@ -6,6 +6,7 @@ package integration
 import (
 	"context"
 	"os/exec"
+	"regexp"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
@@ -124,14 +126,23 @@ func TestRetriedCreateGetsItsMACBack(t *testing.T) {
 	ns := newNamespace(t, nil)
 	t.Cleanup(func() { deleteCarriers(t, ns) })
 
-	err := env.Client.Create(ctx, invalidPod(ns, "retried", `[{"name":"net-a"},{"name":"net-b"}]`))
-	g.Expect(err).To(MatchError(ContainSubstring("Not_A_Valid_Name")))
-	first := reservationsFor(g, ns, "retried")
-	g.Expect(first).To(HaveLen(2), "the refused create reserved its MACs")
+	// Refused after kubemacpool admitted it, by a policy whose message
+	// shows the MACs it was given (from the replica's stock: no entry names
+	// the pod yet).
+	denyShowingNetworks(t, "refuse-retried")
+	refused := pod(ns, "retried", `[{"name":"net-a"},{"name":"net-b"}]`)
+	refused.Labels = map[string]string{"refuse-retried": "true"}
+	err := env.Client.Create(ctx, refused)
+	g.Expect(err).To(MatchError(ContainSubstring("rejected with networks")))
+	var first []mac.MAC
+	for _, found := range regexp.MustCompile(`"mac":"([0-9a-f:]{17})"`).FindAllStringSubmatch(err.Error(), -1) {
+		first = append(first, mustMAC(found[1]))
+	}
+	g.Expect(first).To(HaveLen(2), "the refused create was given two MACs: %v", err)
 
 	p := createPod(t, pod(ns, "retried", `[{"name":"net-a"},{"name":"net-b"}]`))
 	got := macsOf(t, p)
-	g.Expect(got).To(ConsistOf(first[0].MAC, first[1].MAC), "the retried create gets the MACs its first attempt reserved")
+	g.Expect(got).To(ConsistOf(first[0], first[1]), "the retried create gets the MACs its first attempt was given")
 
 	// Past the grace nothing is held for the pod but what it carries.
 	time.Sleep(testGrace + 2*time.Second)

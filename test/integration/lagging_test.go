@@ -177,7 +177,9 @@ func TestLaggingReplicaNeverHandsOutATakenMAC(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = edit(first) // net-b unplugged: the pod keeps holding its MAC
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(reservationsFor(g, ns, "p")).To(HaveLen(2))
+	// Both MACs came from a replica's stock and pass to p within a
+	// second, the unplugged one too: it was seen carried.
+	g.Eventually(func(g Gomega) { g.Expect(reservationsFor(g, ns, "p")).To(HaveLen(2)) }).WithTimeout(10 * time.Second).Should(Succeed())
 	time.Sleep(2 * time.Second) // both replicas have seen it all
 
 	frozen.freeze(true)

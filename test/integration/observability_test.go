@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -65,7 +66,13 @@ func withMetrics(t testing.TB) (string, *running) { return withMetricsOn(t, env)
 
 // withMetricsOn starts a replica serving plain-HTTP metrics against e.
 func withMetricsOn(t testing.TB, e *testenv.Env) (string, *running) {
+	return withMetricsOpts(t, e, func(*manager.Options) {})
+}
+
+// withMetricsOpts is withMetricsOn with options changed by change.
+func withMetricsOpts(t testing.TB, e *testenv.Env, change func(*manager.Options)) (string, *running) {
 	o := optionsFor(t, e)
+	change(&o)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
