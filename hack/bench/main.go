@@ -63,6 +63,7 @@ type options struct {
 	pods, vms  int    // objects carrying a MAC at start-up
 	log        string // kubemacpool's log file; "" for one in the run's temp dir
 	heap       string // where to write a heap profile after repair; "" for none
+	cpu        string // where to write a CPU profile of the served concurrent pod series; "" for none
 }
 
 func main() {
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&o.pods, "pods", 10000, "pods carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
+	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
 	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
@@ -108,7 +110,7 @@ type bench struct {
 	// reference for the direct MACBlock update.
 	plainCreate summary
 	table       table
-	pprofAddr   string // kubemacpool's /debug/pprof, with -heap
+	pprofAddr   string // kubemacpool's /debug/pprof, with -heap or -cpu
 }
 
 func run(ctx context.Context, o options) (t *table, err error) {
@@ -146,7 +148,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 		return nil, err
 	}
 	pprofAddr := ""
-	if o.heap != "" {
+	if o.heap != "" || o.cpu != "" {
 		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
@@ -268,9 +270,19 @@ func (b *bench) admission(w workload) error {
 		return err
 	}
 	say("%s: %d creates from %d goroutines in each namespace", w.name, b.o.concurrent, b.o.workers)
+	var profiled chan error
+	if b.o.cpu != "" && w.name == pods.name {
+		profiled = make(chan error, 1)
+		go func() { profiled <- b.cpuProfile(5 * time.Second) }()
+	}
 	conServed, err := b.concurrent(w, b.o.concurrent, w.series(served, "concurrent"))
 	if err != nil {
 		return err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return err
+		}
 	}
 	conIgnored, err := b.concurrent(w, b.o.concurrent, w.series(ignored, "concurrent"))
 	if err != nil {
@@ -419,6 +431,22 @@ func (b *bench) memory(label, target string) error {
 		return b.heapProfile()
 	}
 	return nil
+}
+
+// cpuProfile saves a CPU profile of kubemacpool over d to the -cpu file.
+func (b *bench) cpuProfile(d time.Duration) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprofAddr, int(d.Seconds())))
+	if err != nil {
+		return fmt.Errorf("reading kubemacpool's CPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(b.o.cpu)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // heapProfile saves kubemacpool's heap profile to the -heap file.

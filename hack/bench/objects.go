@@ -38,14 +38,18 @@ type targets struct {
 var (
 	pods = workload{
 		name: "pod", shape: "2 networks", ignore: scope.PodsLabel, resource: "pods", object: twoNetworkPod,
-		targets: targets{
-			added:      "p50 ≤ 4 ms, p99 ≤ 8 ms",
-			seqWrites:  "≤ 1",
-			throughput: "≥ 75% of the no-webhook rate",
-			conWrites:  "≤ 0.5",
-		},
+		targets: stockTargets,
 	}
-	vms = workload{name: "VM", shape: "2 interfaces", ignore: scope.VirtualMachinesLabel, resource: "virtualmachines", object: twoInterfaceVM}
+	vms = workload{name: "VM", shape: "2 interfaces", ignore: scope.VirtualMachinesLabel, resource: "virtualmachines", object: twoInterfaceVM,
+		targets: stockTargets}
+	// stockTargets: the admission writes nothing; refills of the stock and
+	// re-owns to the objects, batched per block, are all it costs.
+	stockTargets = targets{
+		added:      "p50 ≤ 2.5 ms, p99 ≤ 6 ms",
+		seqWrites:  "≤ 0.1",
+		throughput: "≥ 75% of the no-webhook rate",
+		conWrites:  "≤ 0.1",
+	}
 )
 
 // series names the i-th object of a series, so no two series collide.

@@ -149,7 +149,7 @@ func (b *bench) firstGoodCreate(namespace string, held int) error {
 				return fmt.Errorf("pod %s/%s was created without MACs: the API server did not call kubemacpool", namespace, pod.GetName())
 			}
 			b.table.add(fmt.Sprintf("restart with %d MACs held: first good create", held),
-				fmt.Sprintf("%s (%d refused before)", seconds(after), attempt), "≤ 2 s")
+				fmt.Sprintf("%s (%d refused before)", seconds(after), attempt), restartTarget(held))
 			return nil
 		}
 		refused = err
@@ -370,4 +370,14 @@ func (b *bench) restoreWebhook(saved *admissionregistrationv1.MutatingWebhookCon
 		}
 	}
 	return errWebhookNotCalled
+}
+
+// restartTarget is the first good create's target after a restart with
+// held MACs in the ledger: 1 s at 20,000 (the stock issue's), 2 s at
+// 100,000 (the scale issue's).
+func restartTarget(held int) string {
+	if held <= 20000 {
+		return "≤ 1 s"
+	}
+	return "≤ 2 s"
 }

@@ -716,12 +716,20 @@ func (p *Pool) writeByBlock(ctx context.Context, macs []mac.MAC, change blockCha
 		go func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
+			// The change runs in the ledger's flush, which may outlive
+			// Update when ctx ends: what it did is read under a lock, and
+			// only from a write that is known to be stored.
+			var mu sync.Mutex
 			var done []mac.MAC
 			err := p.ledger.Update(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
-				var changed bool
-				done, changed = change(b, ms)
+				did, changed := change(b, ms)
+				mu.Lock()
+				done = did
+				mu.Unlock()
 				return changed, nil
 			})
+			mu.Lock()
+			defer mu.Unlock()
 			results <- outcome{done, err}
 		}()
 	}

@@ -31,6 +31,9 @@ func TestTwoReplicasConcurrentCreates(t *testing.T) {
 		port, err := testenv.FreePort()
 		g.Expect(err).NotTo(HaveOccurred())
 		o.WebhookPort = port
+		// The direct path, where the replicas' candidates meet: with a
+		// stock each hands out what it holds alone (the stock tests).
+		o.StockMax = 0
 		startManager(t, o)
 		backends = append(backends, net.JoinHostPort(o.WebhookHost, strconv.Itoa(port)))
 	}

@@ -263,6 +263,21 @@ func expectInvariants(t testing.TB) { expectInvariantsOn(t, env.Client) }
 // expectInvariantsOn checks the invariants through client c.
 func expectInvariantsOn(t testing.TB, c client.Client) {
 	t.Helper()
+	expectInvariantsWhere(t, c, func(string) bool { return true })
+}
+
+// expectInvariantsIn checks the invariants for the pods of namespace ns
+// (and every entry of the ledger): for tests that run after others whose
+// namespaces hold pods made to break the rules.
+func expectInvariantsIn(t testing.TB, ns string) {
+	t.Helper()
+	expectInvariantsWhere(t, env.Client, func(namespace string) bool { return namespace == ns })
+}
+
+// expectInvariantsWhere checks the invariants for the pods of the
+// namespaces inNS accepts.
+func expectInvariantsWhere(t testing.TB, c client.Client, inNS func(string) bool) {
+	t.Helper()
 	NewWithT(t).Eventually(func(g Gomega) {
 		ctx := context.Background()
 		pods := &corev1.PodList{}
@@ -274,7 +289,7 @@ func expectInvariantsOn(t testing.TB, c client.Client) {
 		carriedBy := map[mac.MAC]string{}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if p.Annotations["k8s.v1.cni.cncf.io/networks"] == "" || p.Namespace == managerNamespace || p.Namespace == "kube-system" {
+			if p.Annotations["k8s.v1.cni.cncf.io/networks"] == "" || p.Namespace == managerNamespace || p.Namespace == "kube-system" || !inNS(p.Namespace) {
 				continue
 			}
 			if ignoredNamespace(g, c, p.Namespace) {

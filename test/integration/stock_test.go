@@ -83,7 +83,7 @@ func TestKilledReplicaStockReleasedAndReowned(t *testing.T) {
 			expectBound(t, m, p)
 		}
 	}
-	expectInvariants(t)
+	expectInvariantsIn(t, ns)
 }
 
 // A MAC the stock handed to a pod that a later admission step refused is
@@ -143,7 +143,7 @@ func TestStockMACOfRefusedPodNotHandedTwice(t *testing.T) {
 	if e := entryOf(g, given); e != nil {
 		g.Expect(e.Owner.Kind).To(Or(Equal(heartbeat.Kind), Equal("Pod")))
 	}
-	expectInvariants(t)
+	expectInvariantsIn(t, ns)
 }
 
 // denyShowingNetworks refuses pods with label, after the mutating
@@ -248,7 +248,7 @@ func TestPoolFilledToLastAddressWithStocks(t *testing.T) {
 		g.Expect(err).To(MatchError(ContainSubstring("no free MAC address in range")))
 	}
 	g.Expect(stockEntries(g)).To(BeEmpty(), "no stock is kept in a full pool")
-	expectInvariants(t)
+	expectInvariantsIn(t, ns)
 }
 
 // A range change gives back the stock outside the new range, and the
