@@ -54,9 +54,9 @@ type Heartbeat interface {
 }
 
 const (
-	// stockMin is the smallest stock worth keeping: a block's worth, so a
-	// refill is about one write.
-	stockMin = 2 * ledger.BlockSize
+	// stockMin is the smallest stock worth keeping: four blocks' worth, so
+	// a refill (from half of it) fills two or three blocks.
+	stockMin = 4 * ledger.BlockSize
 	// stockShare: a replica keeps at most 1/stockShare of the free
 	// addresses.
 	stockShare = 32
@@ -436,10 +436,17 @@ func (k *StockKeeper) refill(ctx context.Context) {
 	if have >= target/2 || target == 0 {
 		return
 	}
+	// Candidates up to the target, then on to the end of the last one's
+	// block: a block write costs the same for one entry or 64, so a refill
+	// fills the blocks it writes.
 	var picks []mac.MAC
-	for range target - have {
+	for {
 		m, err := p.candidate()
 		if err != nil {
+			break
+		}
+		if len(picks) >= target-have && ledger.BlockStart(m) != ledger.BlockStart(picks[len(picks)-1]) {
+			p.Done(&Result{picked: []mac.MAC{m}}) // the next block: not this time
 			break
 		}
 		picks = append(picks, m)
