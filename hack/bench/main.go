@@ -30,6 +30,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -64,6 +66,7 @@ type options struct {
 	log        string // kubemacpool's log file; "" for one in the run's temp dir
 	heap       string // where to write a heap profile after repair; "" for none
 	cpu        string // where to write a CPU profile of the served concurrent pod series; "" for none
+	apiCPU     string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
 }
 
 func main() {
@@ -76,6 +79,7 @@ func main() {
 	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
+	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
 	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
@@ -270,22 +274,20 @@ func (b *bench) admission(w workload) error {
 		return err
 	}
 	say("%s: %d creates from %d goroutines in each namespace", w.name, b.o.concurrent, b.o.workers)
-	var profiled chan error
-	if b.o.cpu != "" && w.name == pods.name {
-		profiled = make(chan error, 1)
-		go func() { profiled <- b.cpuProfile(5 * time.Second) }()
-	}
+	profiled := b.profiles(w, "served", b.cpuProfile)
 	conServed, err := b.concurrent(w, b.o.concurrent, w.series(served, "concurrent"))
 	if err != nil {
 		return err
 	}
-	if profiled != nil {
-		if err := <-profiled; err != nil {
-			return err
-		}
+	if err := profiled(); err != nil {
+		return err
 	}
+	profiled = b.profiles(w, "ignored", nil)
 	conIgnored, err := b.concurrent(w, b.o.concurrent, w.series(ignored, "concurrent"))
 	if err != nil {
+		return err
+	}
+	if err := profiled(); err != nil {
 		return err
 	}
 	if w.name == pods.name {
@@ -431,6 +433,43 @@ func (b *bench) memory(label, target string) error {
 		return b.heapProfile()
 	}
 	return nil
+}
+
+// profiles starts the CPU profiles asked for over the next concurrent pod
+// series (of kubemacpool, if kmp is set and -cpu asks; of the API server
+// with -api-cpu), and returns a wait for them.
+func (b *bench) profiles(w workload, series string, kmp func(time.Duration) error) (wait func() error) {
+	if w.name != pods.name {
+		return func() error { return nil }
+	}
+	var jobs []chan error
+	start := func(f func() error) {
+		ch := make(chan error, 1)
+		go func() { ch <- f() }()
+		jobs = append(jobs, ch)
+	}
+	if kmp != nil && b.o.cpu != "" {
+		start(func() error { return kmp(5 * time.Second) })
+	}
+	if b.o.apiCPU != "" {
+		start(func() error { return b.apiServerProfile(b.o.apiCPU+"."+series, 5*time.Second) })
+	}
+	return func() error {
+		var errs []error
+		for _, ch := range jobs {
+			errs = append(errs, <-ch)
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// apiServerProfile saves kube-apiserver's CPU profile over d to file.
+func (b *bench) apiServerProfile(file string, d time.Duration) error {
+	raw, err := b.api.Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(int(d.Seconds()))).Timeout(d + 30*time.Second).DoRaw(b.ctx)
+	if err != nil {
+		return fmt.Errorf("reading kube-apiserver's CPU profile: %w", err)
+	}
+	return os.WriteFile(file, raw, 0o644)
 }
 
 // cpuProfile saves a CPU profile of kubemacpool over d to the -cpu file.

@@ -95,6 +95,9 @@ type stock struct {
 	closing bool
 	free    []mac.MAC
 	handed  map[mac.MAC]handout
+	// inNamespace indexes handed by the owner's namespace: an admission
+	// looks only at its namespace's (HandedTo, waitingIn).
+	inNamespace map[string]map[mac.MAC]struct{}
 	// loose are this incarnation's entries in neither free nor handed (a
 	// hand-out that failed its checks): given back, or re-owned if carried.
 	loose map[mac.MAC]bool
@@ -117,7 +120,7 @@ func (p *Pool) UseStock(beat Heartbeat, max int, log logr.Logger) {
 		return
 	}
 	p.stock = &stock{beat: beat, max: max, log: log, wake: make(chan struct{}, 1),
-		handed: map[mac.MAC]handout{}, loose: map[mac.MAC]bool{}, reowns: map[mac.MAC]v1alpha1.MACBlockEntry{}, target: stockMin}
+		handed: map[mac.MAC]handout{}, inNamespace: map[string]map[mac.MAC]struct{}{}, loose: map[mac.MAC]bool{}, reowns: map[mac.MAC]v1alpha1.MACBlockEntry{}, target: stockMin}
 }
 
 // fromStock reports whether r's automatic MACs may come from the stock:
@@ -141,7 +144,7 @@ func (p *Pool) takeStock(r Request, s Slot) (mac.MAC, bool) {
 		}
 		m := st.free[len(st.free)-1]
 		st.free = st.free[:len(st.free)-1]
-		st.handed[m] = handout{owner: r.Owner, network: s.Network, iface: s.Interface, at: p.clock.Now()}
+		st.hand(m, handout{owner: r.Owner, network: s.Network, iface: s.Interface, at: p.clock.Now()})
 		st.handedOut++
 		low := len(st.free) < st.target/2
 		st.mu.Unlock()
@@ -153,7 +156,7 @@ func (p *Pool) takeStock(r Request, s Slot) (mac.MAC, bool) {
 		}
 		st.mu.Lock()
 		if _, ok := st.handed[m]; ok && st.owner == owner {
-			delete(st.handed, m)
+			st.unhand(m)
 			st.loose[m] = true
 		}
 		st.mu.Unlock()
@@ -171,6 +174,32 @@ func (p *Pool) stockUsable(m mac.MAC, owner v1alpha1.Owner) bool {
 	_, allocatable := p.alloc.IndexOf(m)
 	p.mu.Unlock()
 	return allocatable && !p.Carried(m)
+}
+
+// hand records that m went to h.owner.
+func (st *stock) hand(m mac.MAC, h handout) {
+	st.handed[m] = h
+	ns := st.inNamespace[h.owner.Namespace]
+	if ns == nil {
+		ns = map[mac.MAC]struct{}{}
+		st.inNamespace[h.owner.Namespace] = ns
+	}
+	ns[m] = struct{}{}
+}
+
+// unhand forgets that m was handed out.
+func (st *stock) unhand(m mac.MAC) {
+	h, ok := st.handed[m]
+	if !ok {
+		return
+	}
+	delete(st.handed, m)
+	if ns := st.inNamespace[h.owner.Namespace]; ns != nil {
+		delete(ns, m)
+		if len(ns) == 0 {
+			delete(st.inNamespace, h.owner.Namespace)
+		}
+	}
 }
 
 func (st *stock) signal() {
@@ -215,7 +244,8 @@ func (p *Pool) HandedTo(kind, namespace, name string) []HandedOut {
 	}
 	st.mu.Lock()
 	var out []HandedOut
-	for m, h := range st.handed {
+	for m := range st.inNamespace[namespace] {
+		h := st.handed[m]
 		if _, carried := st.reowns[m]; !carried && h.owner.Kind == kind && h.owner.Namespace == namespace && h.owner.Name == name {
 			out = append(out, HandedOut{MAC: m, Network: h.network, Interface: h.iface})
 		}
@@ -235,7 +265,7 @@ func (p *Pool) giveBack(macs []mac.MAC) {
 	defer st.mu.Unlock()
 	for _, m := range macs {
 		if _, ok := st.handed[m]; ok {
-			delete(st.handed, m)
+			st.unhand(m)
 			st.free = append(st.free, m)
 		}
 	}
@@ -251,8 +281,8 @@ func (p *Pool) waitingIn(namespace string, since time.Time) int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	n := 0
-	for m, h := range st.handed {
-		if _, carried := st.reowns[m]; !carried && h.owner.Namespace == namespace && !h.at.Before(since) {
+	for m := range st.inNamespace[namespace] {
+		if _, carried := st.reowns[m]; !carried && !st.handed[m].at.Before(since) {
 			n++
 		}
 	}
@@ -397,6 +427,7 @@ func (k *StockKeeper) follow() bool {
 		}
 		st.owner, st.free = owner, nil
 		st.handed, st.loose, st.reowns = map[mac.MAC]handout{}, map[mac.MAC]bool{}, map[mac.MAC]v1alpha1.MACBlockEntry{}
+		st.inNamespace = map[string]map[mac.MAC]struct{}{}
 	}
 	return true
 }
@@ -595,7 +626,7 @@ func (k *StockKeeper) reown(ctx context.Context) {
 	}
 	for _, m := range done {
 		delete(st.reowns, m)
-		delete(st.handed, m)
+		st.unhand(m)
 		delete(st.loose, m)
 		st.dropFree(m)
 	}
@@ -619,7 +650,7 @@ func (k *StockKeeper) recall(now time.Time) {
 	defer st.mu.Unlock()
 	for m, h := range st.handed {
 		if _, carried := st.reowns[m]; !carried && now.Sub(h.at) >= k.Grace {
-			delete(st.handed, m)
+			st.unhand(m)
 			st.free = append(st.free, m)
 		}
 	}
