@@ -66,8 +66,10 @@ const (
 	// that leaves it below half its target wakes it at once.
 	keepEvery = 250 * time.Millisecond
 	// reownEvery is how often handed-out MACs seen carried are passed to
-	// their objects: the longer, the more of them share a block write.
-	reownEvery = time.Second
+	// their objects: the longer, the more of them share a block write (a
+	// MACBlock write costs the API server about four times a pod create's
+	// CPU, measured with hack/bench -api-cpu).
+	reownEvery = 2 * time.Second
 	// sweepEvery is how often the stock is checked against the ledger's
 	// entries held for the incarnation (an entry left by a hand-out that
 	// failed its checks is given back).

@@ -178,7 +178,7 @@ func TestLaggingReplicaNeverHandsOutATakenMAC(t *testing.T) {
 	_, err = edit(first) // net-b unplugged: the pod keeps holding its MAC
 	g.Expect(err).NotTo(HaveOccurred())
 	// Both MACs came from a replica's stock and pass to p within a
-	// second, the unplugged one too: it was seen carried.
+	// couple of seconds, the unplugged one too: it was seen carried.
 	g.Eventually(func(g Gomega) { g.Expect(reservationsFor(g, ns, "p")).To(HaveLen(2)) }).WithTimeout(10 * time.Second).Should(Succeed())
 	time.Sleep(2 * time.Second) // both replicas have seen it all
 
