@@ -435,8 +435,9 @@ func (k *StockKeeper) follow() bool {
 }
 
 // size sets the target from the hand-out rate and the refill latency:
-// enough for the admissions of four refill latencies, so a refill started
-// at half the target lands before the stock runs dry.
+// enough for the admissions of four refill latencies (at least of a
+// second: the keeper looks every keepEvery), so a refill started at half
+// the target lands before the stock runs dry.
 func (k *StockKeeper) size(since time.Duration) {
 	st := k.Pool.stock
 	st.mu.Lock()
@@ -463,8 +464,9 @@ func (k *StockKeeper) capacity() int {
 // stock is below half of it.
 func (k *StockKeeper) refill(ctx context.Context) {
 	p, st := k.Pool, k.Pool.stock
+	capacity := k.capacity() // (the pool's lock, never under the stock's)
 	st.mu.Lock()
-	owner, have, target := st.owner, len(st.free), min(st.target, k.capacity())
+	owner, have, target := st.owner, len(st.free), min(st.target, capacity)
 	st.mu.Unlock()
 	if have >= target/2 || target == 0 {
 		return
