@@ -67,7 +67,14 @@ type options struct {
 	heap       string // where to write a heap profile after repair; "" for none
 	cpu        string // where to write a CPU profile of the served concurrent pod series; "" for none
 	apiCPU     string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
+	kmpArgs    flagList // more flags for kubemacpool
 }
+
+// flagList is a repeatable string flag.
+type flagList []string
+
+func (l *flagList) String() string     { return strings.Join(*l, " ") }
+func (l *flagList) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	var o options
@@ -80,6 +87,7 @@ func main() {
 	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
+	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
 	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
@@ -159,7 +167,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 		}
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	kmp, err := newKubemacpool(env, binary, workDir, logPath, pprofAddr)
+	kmp, err := newKubemacpool(env, binary, workDir, logPath, pprofAddr, o.kmpArgs)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +202,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 // newKubemacpool prepares kubemacpool as hack/local runs it: serving the
 // webhook at the address and with the certificate the API server was
 // configured with, talking to the API server as an administrator.
-func newKubemacpool(env *testenv.Env, binary, workDir, logPath, pprofAddr string) (*testenv.Process, error) {
+func newKubemacpool(env *testenv.Env, binary, workDir, logPath, pprofAddr string, extra []string) (*testenv.Process, error) {
 	kubeconfig := filepath.Join(workDir, "kubeconfig")
 	data, err := env.Kubeconfig()
 	if err != nil {
@@ -219,7 +227,7 @@ func newKubemacpool(env *testenv.Env, binary, workDir, logPath, pprofAddr string
 		Binary:   binary,
 		LogPath:  logPath,
 		ReadyURL: "http://" + o.ProbeAddr + "/readyz",
-		Args:     append(o.Args(), "--kubeconfig="+kubeconfig),
+		Args:     append(append(o.Args(), "--kubeconfig="+kubeconfig), extra...),
 	}, nil
 }
 
