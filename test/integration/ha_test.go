@@ -143,6 +143,19 @@ func (r *replica) signal(sig syscall.Signal) { r.proc.Signal(sig) }
 
 func (r *replica) wait() { r.proc.Wait() }
 
+// twoReplicasBehindProxy starts two replicas as their own processes, ready,
+// behind a proxy at the webhook's address that, like a Service, sends new
+// connections only to ready replicas.
+func twoReplicasBehindProxy(t testing.TB) (a, b *replica) {
+	t.Helper()
+	path := kubeconfigFor(t, env)
+	a, b = newReplica(t, path), newReplica(t, path)
+	a.start()
+	b.start()
+	startRoundRobin(t, env.WebhookAddr(), func(i int) bool { return []*replica{a, b}[i].ready() }, a.webhook, b.webhook)
+	return a, b
+}
+
 // load creates pods from a few goroutines until stopped, counting
 // failures; with churn it also deletes every other pod it made, so
 // releases happen under the same conditions as allocations.
@@ -200,16 +213,8 @@ func (l *load) finish() {
 // left without an owner.
 func TestReplicasSurviveTermAndKill(t *testing.T) {
 	g := NewWithT(t)
-	kubeconfig, err := env.Kubeconfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
 	setRange(t, map[string]string{"START_POOL_RANGE": "02:90:00:00:00:00", "END_POOL_RANGE": "02:90:00:00:ff:ff"})
-
-	a, b := newReplica(t, path), newReplica(t, path)
-	a.start()
-	b.start()
-	startRoundRobin(t, env.WebhookAddr(), func(i int) bool { return []*replica{a, b}[i].ready() }, a.webhook, b.webhook)
+	a, b := twoReplicasBehindProxy(t)
 	ns := newNamespace(t, nil)
 
 	// Graceful: SIGTERM a during load.

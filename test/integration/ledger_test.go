@@ -23,7 +23,6 @@ import (
 // or released meanwhile.
 func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	own := ownControlPlane(t, testenv.Options{}, managerNamespace, "batch")
 	addr, _ := withMetricsOpts(t, own, func(o *manager.Options) { o.StockMax = 0 })
 
@@ -33,13 +32,7 @@ func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 	changes := func() float64 { return scrape(g, addr)["kmp_ledger_batch_size_sum"] }
 	writesBefore, changesBefore := stored(), changes()
 	const pods = 320
-	var names []string
-	for i := 0; i < pods; i++ {
-		names = append(names, fmt.Sprintf("p-%03d", i))
-	}
-	parallel(t, names, func(name string) error { // 16 clients
-		return own.Client.Create(ctx, pod("batch", name, `[{"name":"a"},{"name":"b"}]`))
-	})
+	createTwoNetworkPods(t, own, "batch", pods)
 	writes, shared := stored()-writesBefore, changes()-changesBefore
 	t.Logf("%d pods (%d MACs): %.0f block writes carrying %.0f changes", pods, 2*pods, writes, shared)
 	g.Expect(writes).To(BeNumerically("<", pods), "one write per admission at most, fewer when admissions wait for the same block")
@@ -67,20 +60,13 @@ func TestConcurrentAdmissionsShareBlockWrites(t *testing.T) {
 // one per pod, and the ledger ends holding every MAC for its pod.
 func TestStockAdmissionsWriteNothing(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	own := ownControlPlane(t, testenv.Options{}, managerNamespace, "stocked")
 	addr, _ := withMetricsOn(t, own)
 	stored := func() float64 { return scrape(g, addr)[`kmp_ledger_writes_total{result="stored"}`] }
 	g.Eventually(func() float64 { return scrape(g, addr)["kmp_stock_macs"] }).WithTimeout(20 * time.Second).Should(BeNumerically(">=", 128))
 	writesBefore := stored()
 	const pods = 320
-	var names []string
-	for i := 0; i < pods; i++ {
-		names = append(names, fmt.Sprintf("p-%03d", i))
-	}
-	parallel(t, names, func(name string) error { // 16 clients
-		return own.Client.Create(ctx, pod("stocked", name, `[{"name":"a"},{"name":"b"}]`))
-	})
+	createTwoNetworkPods(t, own, "stocked", pods)
 	g.Eventually(func(g Gomega) {
 		carried := carriedOn(g, own.Client)
 		n := 0
@@ -100,4 +86,16 @@ func TestStockAdmissionsWriteNothing(t *testing.T) {
 	g.Expect(fromStock).To(BeNumerically(">", direct), "most MACs come from the stock")
 	g.Expect(writes).To(BeNumerically("<", pods/4), "far fewer block writes than pods: refills and re-owns are batched per block")
 	g.Expect(m["kmp_stock_reowns_total"]).To(BeNumerically(">=", fromStock), "every MAC from the stock re-owned to its pod")
+}
+
+// createTwoNetworkPods creates n pods with two networks in namespace ns of
+// control plane e, from 16 clients.
+func createTwoNetworkPods(t testing.TB, e *testenv.Env, ns string, n int) {
+	var names []string
+	for i := 0; i < n; i++ {
+		names = append(names, fmt.Sprintf("p-%03d", i))
+	}
+	parallel(t, names, func(name string) error {
+		return e.Client.Create(context.Background(), pod(ns, name, `[{"name":"a"},{"name":"b"}]`))
+	})
 }

@@ -334,7 +334,15 @@ func denyLabelled(t testing.TB, label string) {
 // probe is refused by it.
 func deny(t testing.TB, label, group, resource string, op admissionregistrationv1.OperationType, probe func() error) {
 	t.Helper()
+	denyWith(t, label, group, resource, op, admissionregistrationv1.Validation{Message: "rejected by test policy"}, "rejected by test policy", probe)
+}
+
+// denyWith is deny with the refusal's message (or messageExpression) set
+// in refusal; refused is what the probe's error must contain.
+func denyWith(t testing.TB, label, group, resource string, op admissionregistrationv1.OperationType, refusal admissionregistrationv1.Validation, refused string, probe func() error) {
+	t.Helper()
 	ctx := context.Background()
+	refusal.Expression = `!has(object.metadata.labels) || !('` + label + `' in object.metadata.labels)`
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label + "-" + resource},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -347,10 +355,7 @@ func deny(t testing.TB, label, group, resource string, op admissionregistrationv
 					},
 				}},
 			},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: `!has(object.metadata.labels) || !('` + label + `' in object.metadata.labels)`,
-				Message:    "rejected by test policy",
-			}},
+			Validations: []admissionregistrationv1.Validation{refusal},
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -370,7 +375,7 @@ func deny(t testing.TB, label, group, resource string, op admissionregistrationv
 		_ = env.Client.Delete(ctx, policy)
 	})
 	// Policies take effect asynchronously: wait until the probe is refused.
-	NewWithT(t).Eventually(probe).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected by test policy")))
+	NewWithT(t).Eventually(probe).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring(refused)))
 }
 
 // Editing a pod's networks (which the Multus dynamic networks controller

@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"syscall"
@@ -14,9 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
@@ -148,50 +144,18 @@ func TestStockMACOfRefusedPodNotHandedTwice(t *testing.T) {
 
 // denyShowingNetworks refuses pods with label, after the mutating
 // webhooks, with a message that shows the networks annotation kubemacpool
-// wrote: the one way to see the MAC a refused pod was given.
+// wrote: the one way to see the MACs a refused pod was given.
 func denyShowingNetworks(t testing.TB, label string) {
 	t.Helper()
-	ctx := context.Background()
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-					},
-				}},
-			},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: `!has(object.metadata.labels) || !('` + label + `' in object.metadata.labels)`,
-				MessageExpression: `'rejected with networks ' + (has(object.metadata.annotations) && 'k8s.v1.cni.cncf.io/networks' in object.metadata.annotations ? ` +
-					`object.metadata.annotations['k8s.v1.cni.cncf.io/networks'] : 'none')`,
-			}},
-		},
+	refusal := admissionregistrationv1.Validation{
+		MessageExpression: `'rejected with networks ' + (has(object.metadata.annotations) && 'k8s.v1.cni.cncf.io/networks' in object.metadata.annotations ? ` +
+			`object.metadata.annotations['k8s.v1.cni.cncf.io/networks'] : 'none')`,
 	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "deny-" + label},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, obj := range []client.Object{policy, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatalf("installing policy: %v", err)
-		}
-	}
-	t.Cleanup(func() {
-		_ = env.Client.Delete(ctx, binding)
-		_ = env.Client.Delete(ctx, policy)
-	})
-	NewWithT(t).Eventually(func() error {
+	denyWith(t, label, "", "pods", admissionregistrationv1.Create, refusal, "rejected with networks", func() error {
 		probe := pod("default", "policy-probe", "")
 		probe.Labels = map[string]string{label: "true"}
-		return env.Client.Create(ctx, probe, client.DryRunAll)
-	}).WithTimeout(30 * time.Second).Should(MatchError(ContainSubstring("rejected with networks")))
+		return env.Client.Create(context.Background(), probe, client.DryRunAll)
+	})
 }
 
 // Two replicas fill the pool to its last address: as it fills, the stocks
@@ -199,17 +163,10 @@ func denyShowingNetworks(t testing.TB, label string) {
 // and the next request is refused as exhausted.
 func TestPoolFilledToLastAddressWithStocks(t *testing.T) {
 	g := NewWithT(t)
-	kubeconfig, err := env.Kubeconfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(path, kubeconfig, 0o600)).To(Succeed())
 	// 1,536 addresses: the replicas keep stocks until fewer than 1,024
 	// are free.
 	setRange(t, map[string]string{"START_POOL_RANGE": "02:33:00:00:00:00", "END_POOL_RANGE": "02:33:00:00:05:ff"})
-	a, b := newReplica(t, path), newReplica(t, path)
-	a.start()
-	b.start()
-	startRoundRobin(t, env.WebhookAddr(), func(i int) bool { return []*replica{a, b}[i].ready() }, a.webhook, b.webhook)
+	twoReplicasBehindProxy(t)
 	waitForStock(t, mustMAC("02:33:00:00:00:00"), mustMAC("02:33:00:00:05:ff"), 2*32)
 	ns := newNamespace(t, nil)
 
