@@ -15,7 +15,7 @@ import (
 // correctly on a populated cluster.
 func TestCLI(t *testing.T) {
 	g := NewWithT(t)
-	startManager(t, testOptions(t))
+	replica := startManager(t, testOptions(t))
 	kubeconfig, err := env.Kubeconfig()
 	g.Expect(err).NotTo(HaveOccurred())
 	path := filepath.Join(t.TempDir(), "kubeconfig")
@@ -60,6 +60,14 @@ func TestCLI(t *testing.T) {
 	runningPod(t, ignored, "c1", "02:c1:00:00:00:01")
 	runningPod(t, ignored, "c2", "02:c1:00:00:00:01")
 	g.Expect(run("collisions")).To(MatchRegexp(`02:c1:00:00:00:01\s+2\s+Pod ` + ignored + `/c1, Pod ` + ignored + `/c2`))
+
+	// A replica's stock, once the range is wide enough to keep one.
+	setRange(t, map[string]string{"START_POOL_RANGE": "02:c3:00:00:00:00", "END_POOL_RANGE": "02:c3:00:00:ff:ff"})
+	stock := waitForStock(t, mustMAC("02:c3:00:00:00:00"), mustMAC("02:c3:00:00:ff:ff"), 64)
+	name := replica.opts.ReplicaName
+	g.Eventually(func() string { return run("status") }).WithTimeout(20 * time.Second).Should(
+		MatchRegexp(`In stock:\s+\d+ held by replica ` + name + ` \(incarnation `))
+	g.Expect(run("who", stock[0].MAC.String())).To(MatchRegexp(`Holder:\s+the stock of kubemacpool replica ` + name + ` `))
 
 	// As a kubectl plugin, through the real kubectl.
 	plugins := t.TempDir()
