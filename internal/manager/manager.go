@@ -426,7 +426,16 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		}}
 	var stockRunnables []manager.Runnable
 	if o.StockMax > 0 {
-		beat := &heartbeat.Beat{Client: controllers, Namespace: o.Namespace, Replica: o.ReplicaName,
+		// The heartbeat has a client of its own: a repair pass or a burst
+		// of admissions using up another client's rate limit must not
+		// delay a renewal into staleness.
+		beatCfg := rest.CopyConfig(cfg)
+		beatCfg.QPS, beatCfg.Burst = 5, 10
+		beatClient, err := client.New(beatCfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+		if err != nil {
+			return nil, fmt.Errorf("creating the heartbeat's client: %w", err)
+		}
+		beat := &heartbeat.Beat{Client: beatClient, Namespace: o.Namespace, Replica: o.ReplicaName,
 			Duration: o.StockHeartbeat, Clock: clk, Log: log.WithName("heartbeat")}
 		macPool.UseStock(beat, o.StockMax, log.WithName("stock"))
 		stockRunnables = append(stockRunnables, beat, &pool.StockKeeper{Pool: macPool, Grace: o.ReservationGrace})
