@@ -91,8 +91,8 @@ type Request struct {
 	// DryRun asks for an answer without reserving anything.
 	DryRun bool
 	// Create says the object is being created: its automatic MACs may
-	// come from the stock. An update's write as before, so that what an
-	// edit adds is held for the object (its name and UID) at once.
+	// come from the stock. An update writes its block as before, so that
+	// what an edit adds is held for the object (its name and UID) at once.
 	Create bool
 	// Receiver says the owner is a VM waiting to receive a decentralized
 	// live migration: it may ask for MACs another VM holds (its source, in
@@ -480,7 +480,6 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 				}
 				res.picked = append(res.picked, m)
 				wants = append(wants, &want{slot: i, mac: m})
-				metrics.AllocationSource.WithLabelValues(metrics.SourceDirect).Inc()
 			}
 		}
 		err := p.write(ctx, r, res, wants)
@@ -514,6 +513,9 @@ func (p *Pool) Reserve(ctx context.Context, r Request) (*Result, error) {
 			}
 		}
 		if len(again) == 0 {
+			if direct := automatic(r) - len(res.Stocked); direct > 0 {
+				metrics.AllocationSource.WithLabelValues(metrics.SourceDirect).Add(float64(direct))
+			}
 			return res, nil
 		}
 		if round == maxRounds {
@@ -632,6 +634,17 @@ func (p *Pool) reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 		}
 		return len(add) > 0, nil
 	}
+}
+
+// automatic counts the slots of r that ask for no MAC.
+func automatic(r Request) int {
+	n := 0
+	for _, s := range r.Slots {
+		if s.Requested == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // missing reports whether a slot of r that asks for no MAC has none yet.

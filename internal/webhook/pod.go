@@ -165,8 +165,8 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		if req.Operation == admissionv1.Create {
 			// The same, for MACs this replica handed out from its stock
 			// (no entry names the pod yet).
-			for _, h := range h.Pool.HandedTo(carriers.Pod, req.Namespace, pod.Metadata.Name) {
-				held = append(held, ledger.Entry{MAC: h.MAC, MACBlockEntry: v1alpha1.MACBlockEntry{Network: h.Network, Interface: h.Interface}})
+			for _, given := range h.Pool.HandedTo(carriers.Pod, req.Namespace, pod.Metadata.Name) {
+				held = append(held, ledger.Entry{MAC: given.MAC, MACBlockEntry: v1alpha1.MACBlockEntry{Network: given.Network, Interface: given.Interface}})
 			}
 		}
 	}
