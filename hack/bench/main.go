@@ -58,15 +58,15 @@ import (
 const managerNamespace = "kubemacpool-system"
 
 type options struct {
-	seq        int    // sequential creates per series
-	concurrent int    // concurrent creates per series
-	workers    int    // goroutines of the concurrent series and of the start-up fill
-	warmup     int    // creates per namespace before measuring
-	pods, vms  int    // objects carrying a MAC at start-up
-	log        string // kubemacpool's log file; "" for one in the run's temp dir
-	heap       string // where to write a heap profile after repair; "" for none
-	cpu        string // where to write a CPU profile of the served concurrent pod series; "" for none
-	apiCPU     string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
+	seq        int      // sequential creates per series
+	concurrent int      // concurrent creates per series
+	workers    int      // goroutines of the concurrent series and of the start-up fill
+	warmup     int      // creates per namespace before measuring
+	pods, vms  int      // objects carrying a MAC at start-up
+	log        string   // kubemacpool's log file; "" for one in the run's temp dir
+	heap       string   // where to write a heap profile after repair; "" for none
+	cpu        string   // where to write a CPU profile of the served concurrent pod series; "" for none
+	apiCPU     string   // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
 	kmpArgs    flagList // more flags for kubemacpool
 }
 
