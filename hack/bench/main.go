@@ -482,28 +482,20 @@ func (b *bench) apiServerProfile(file string, d time.Duration) error {
 
 // cpuProfile saves a CPU profile of kubemacpool over d to the -cpu file.
 func (b *bench) cpuProfile(d time.Duration) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprofAddr, int(d.Seconds())))
-	if err != nil {
-		return fmt.Errorf("reading kubemacpool's CPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(b.o.cpu)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return b.saveProfile(fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), b.o.cpu)
 }
 
 // heapProfile saves kubemacpool's heap profile to the -heap file.
-func (b *bench) heapProfile() error {
-	resp, err := http.Get("http://" + b.pprofAddr + "/debug/pprof/heap")
+func (b *bench) heapProfile() error { return b.saveProfile("heap", b.o.heap) }
+
+// saveProfile saves kubemacpool's /debug/pprof/<which> to file.
+func (b *bench) saveProfile(which, file string) error {
+	resp, err := http.Get("http://" + b.pprofAddr + "/debug/pprof/" + which)
 	if err != nil {
-		return fmt.Errorf("reading kubemacpool's heap profile: %w", err)
+		return fmt.Errorf("reading kubemacpool's profile %s: %w", which, err)
 	}
 	defer resp.Body.Close()
-	f, err := os.Create(b.o.heap)
+	f, err := os.Create(file)
 	if err != nil {
 		return err
 	}

@@ -139,8 +139,8 @@ type Collector struct {
 	Tracker *Tracker
 	Client  client.Client
 	// Holds reports whether the ledger still holds entries for an
-	// incarnation.
-	Holds func(incarnation types.UID) bool
+	// incarnation of replica.
+	Holds func(replica string, incarnation types.UID) bool
 	// After is how long past its end a heartbeat's Lease is kept: long
 	// enough for the repair to have released its stock.
 	After time.Duration
@@ -168,7 +168,7 @@ func (c *Collector) Start(ctx context.Context) error {
 		for i := range leases.Items {
 			l := &leases.Items[i]
 			inc, ok := incarnationOf(l.Name)
-			if !ok || l.Labels[Label] == "" || now.Before(c.Tracker.Expires(inc).Add(c.After)) || c.Holds(inc) {
+			if !ok || l.Labels[Label] == "" || now.Before(c.Tracker.Expires(inc).Add(c.After)) || c.Holds(l.Labels[Label], inc) {
 				continue
 			}
 			if err := c.Client.Delete(ctx, l, client.Preconditions{ResourceVersion: &l.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {

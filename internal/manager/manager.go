@@ -419,10 +419,14 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	heartbeats := &heartbeat.Tracker{Cache: mgr.GetCache(), Clock: clk, Duration: o.StockHeartbeat}
 	repairer.Heartbeats = heartbeats
 	collector := &heartbeat.Collector{Tracker: heartbeats, Client: controllers, After: o.ReservationGrace, Every: time.Minute,
-		Log: log.WithName("heartbeat"), Holds: func(inc types.UID) bool {
-			held := false
-			book.Each(func(e ledger.Entry) { held = held || (heartbeat.IsStock(e.Owner) && e.Owner.UID == inc) })
-			return held
+		Log: log.WithName("heartbeat"), Holds: func(replica string, inc types.UID) bool {
+			// The ledger's owner index, not a walk of every entry.
+			for _, e := range book.OwnedBy(heartbeat.Kind, o.Namespace, replica) {
+				if e.Owner.UID == inc {
+					return true
+				}
+			}
+			return false
 		}}
 	var stockRunnables []manager.Runnable
 	if o.StockMax > 0 {

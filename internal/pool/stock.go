@@ -298,10 +298,11 @@ func (p *Pool) noteCarried(m mac.MAC) {
 	st.mu.Lock()
 	h, handed := st.handed[m]
 	_, noted := st.reowns[m]
-	known := handed || st.loose[m] || st.has(m)
 	owner := st.owner
 	st.mu.Unlock()
-	if !known || noted {
+	// Whether m is this incarnation's stock (free, handed out, or lost
+	// track of) is what the ledger's index says of its entry.
+	if e, ok := p.ledger.Lookup(m); noted || !ok || e.Owner != owner {
 		return
 	}
 	cs := p.carried.Of(m)
@@ -325,17 +326,6 @@ func (p *Pool) noteCarried(m mac.MAC) {
 	if st.owner == owner {
 		st.reowns[m] = e
 	}
-}
-
-// has reports whether m is in the free list (linear: the list is short and
-// this runs only for MACs an object started carrying).
-func (st *stock) has(m mac.MAC) bool {
-	for _, x := range st.free {
-		if x == m {
-			return true
-		}
-	}
-	return false
 }
 
 // StockNumbers is this replica's stock: free MACs, and handed out but not

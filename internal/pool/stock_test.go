@@ -305,3 +305,15 @@ func TestStockFollowsRangeAndFill(t *testing.T) {
 		t.Fatalf("a pool with fewer than %d free addresses keeps %d in stock", stockFloor, n)
 	}
 }
+
+// has reports whether m is in the stock's free list.
+func (st *stock) has(m mac.MAC) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, x := range st.free {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
