@@ -6,7 +6,7 @@ export GOFLAGS ?= -buildvcs=false
 BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
-.PHONY: all build test unit integration control-plane helm generate fmt vet bench fuzz clean dist \
+.PHONY: node e2e all build test unit integration control-plane helm generate fmt vet bench fuzz clean dist \
 	run cluster-up cluster-sync cluster-down local release image
 
 all: build
@@ -26,10 +26,22 @@ control-plane:
 helm:
 	@bash hack/control-plane.sh helm >/dev/null
 
-# Runs kubemacpool for real on a local control plane (no Docker, no cluster
-# needed), applies the seed's example and prints the MAC samplepod got.
-# Ctrl-C stops it and removes everything.
-run: build control-plane local
+# What a local node runs besides the control plane: containerd and runc
+# (installed with apt-get where missing), kubelet, kube-controller-manager,
+# kube-scheduler, Multus's thin plugin and the CNI plugins, built from the
+# pinned sources in hack/tools (about 10 minutes the first time). On a
+# machine that cannot run a node (not Linux, not root) it says so and
+# builds nothing.
+node:
+	@bash hack/control-plane.sh node >/dev/null
+
+# Runs kubemacpool for real on a one-node cluster of this machine (no
+# Docker, no cluster needed): the control plane, containerd, kubelet and
+# Multus; applies the example network, pod and VM, and shows samplepod
+# Running with the MAC kubemacpool gave it on net1. Where the machine
+# cannot run a node, the control plane alone. Ctrl-C stops it and removes
+# everything.
+run: build control-plane node local
 	@$(BIN)/local -samples
 
 local:
@@ -38,7 +50,7 @@ local:
 # The seed's developer workflow on the same local control plane, in the
 # background: cluster-up starts it, cluster-sync rebuilds kubemacpool and
 # restarts it there, cluster-down stops it. ./cluster/kubectl.sh talks to it.
-cluster-up: build control-plane local
+cluster-up: build control-plane node local
 	@if [ -f .cluster/pid ] && kill -0 $$(cat .cluster/pid) 2>/dev/null; then echo "already up: ./cluster/kubectl.sh"; exit 0; fi; \
 	mkdir -p .cluster; nohup $(BIN)/local > .cluster.log 2>&1 & \
 	for i in $$(seq 1 120); do \
@@ -60,17 +72,23 @@ cluster-down:
 # integration tests start a real kube-apiserver and etcd per test package,
 # which call our webhook over TLS, and run kubemacpool built with -race (a
 # race it reports fails the test that started it).
+# The e2e tests (test/e2e) run kubemacpool's image as pods on a local node
+# and read the MACs on the pods' interfaces; one test package at a time
+# (-p 1), as each starts its own processes on two cores.
 UNIT_PACKAGES = $$($(GO) list ./... | grep -v '/test/')
-test: control-plane helm
+test: control-plane helm node
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m $(UNIT_PACKAGES)
-	$(GO) test -count=1 -timeout 40m ./test/...
+	$(GO) test -p 1 -count=1 -timeout 50m ./test/...
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PACKAGES)
 
 integration: control-plane helm
-	$(GO) test -count=1 -timeout 40m ./test/...
+	$(GO) test -count=1 -timeout 40m ./test/integration/
+
+e2e: control-plane node
+	$(GO) test -count=1 -timeout 20m -v ./test/e2e/
 
 # Renders the production manifests into one file (a test keeps it current).
 release:

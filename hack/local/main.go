@@ -23,7 +23,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/localnode"
 	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
@@ -54,22 +56,49 @@ func run(stateDir string, samples bool) error {
 	}
 	defer os.RemoveAll(stateDir)
 
-	say("starting kube-apiserver and etcd")
-	env, err := testenv.Start(testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		say("stopping the control plane")
-		_ = env.Stop()
-	}()
+	// A real node (containerd, kubelet, Multus) where the machine allows
+	// one and make node built it; else the control plane alone, as before.
+	var env *testenv.Env
+	var node *localnode.Node
 	kubeconfig := filepath.Join(stateDir, "kubeconfig")
-	data, err := env.Kubeconfig()
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
-		return err
+	if why := nodeUnavailable(root); why != nil {
+		say("no local node (%v): starting the control plane only; pods are stored, not run", why)
+		var err error
+		if env, err = testenv.Start(testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}}); err != nil {
+			return err
+		}
+		defer func() {
+			say("stopping the control plane")
+			_ = env.Stop()
+		}()
+		data, err := env.Kubeconfig()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+			return err
+		}
+	} else {
+		say("starting a one-node cluster: control plane, containerd, kubelet, Multus (state in %s)", filepath.Join(stateDir, "node"))
+		var err error
+		node, err = localnode.Start(localnode.Options{
+			Dir:          filepath.Join(stateDir, "node"),
+			ExtraCRDDirs: []string{"test/fixtures/crds"},
+			Log:          say,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			say("stopping the node and removing its pods, network namespaces, links, mounts and cgroups")
+			if err := node.Stop(); err != nil {
+				say("cleaning up: %v", err)
+			}
+		}()
+		env = node.Env
+		if err := os.Symlink(node.Kubeconfig, kubeconfig); err != nil {
+			return err
+		}
 	}
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kubemacpool-system"}}); err != nil {
@@ -111,7 +140,7 @@ func run(stateDir string, samples bool) error {
 	defer kmp.Stop()
 
 	if samples {
-		if err := applySamples(root, kubectl); err != nil {
+		if err := applySamples(root, node, kubectl); err != nil {
 			return err
 		}
 	}
@@ -136,7 +165,16 @@ func run(stateDir string, samples bool) error {
 	return nil
 }
 
-func applySamples(root string, kubectl func(...string) (string, error)) error {
+// sampleImage is the example pod's image. No registry is reachable here,
+// so on the local node the pause image stands in for it under its name.
+const sampleImage = "quay.io/schseba/kubemacpool-test:latest"
+
+func applySamples(root string, node *localnode.Node, kubectl func(...string) (string, error)) error {
+	if node != nil {
+		if err := node.ImportImage(node.PauseArchive(), sampleImage); err != nil {
+			return err
+		}
+	}
 	for _, f := range []string{"network-attachment-definition.yaml", "pod.yaml", "virtualmachine.yaml"} {
 		if _, err := kubectl("apply", "-f", filepath.Join(root, "config/samples", f)); err != nil {
 			return err
@@ -159,6 +197,56 @@ func applySamples(root string, kubectl func(...string) (string, error)) error {
 		return err
 	}
 	fmt.Print(held)
+	if node != nil {
+		return showRunningPod(node, kubectl)
+	}
+	return nil
+}
+
+// showRunningPod waits for samplepod to run on the node and prints what
+// Multus reports for net1 and the MAC its interface has.
+func showRunningPod(node *localnode.Node, kubectl func(...string) (string, error)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pod := &corev1.Pod{}
+	for {
+		if err := node.Env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "samplepod"}, pod); err != nil {
+			return err
+		}
+		if pod.Status.Phase == corev1.PodRunning && pod.Annotations[networkStatus] != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			described, _ := kubectl("describe", "pod", "samplepod")
+			return fmt.Errorf("samplepod is not Running after 2m:\n%s", described)
+		case <-time.After(time.Second):
+		}
+	}
+	onInterface, err := node.InterfaceMAC(pod, "net1")
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	phase, _ := kubectl("get", "pod", "samplepod", "-o", "wide")
+	fmt.Print(phase)
+	say("Multus's network-status for samplepod:\n%s", pod.Annotations[networkStatus])
+	say("net1 inside samplepod has MAC %s", onInterface)
+	return nil
+}
+
+const networkStatus = "k8s.v1.cni.cncf.io/network-status"
+
+// nodeUnavailable says why make run starts no node: the machine does not
+// allow one (not Linux, not root, no containerd), or make node did not
+// build it.
+func nodeUnavailable(root string) error {
+	if err := localnode.Unsupported(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "bin", "node", "kubelet")); err != nil {
+		return fmt.Errorf("bin/node is not built (make node)")
+	}
 	return nil
 }
 

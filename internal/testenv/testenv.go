@@ -54,6 +54,9 @@ type Options struct {
 	// EtcdDataDir, when set, keeps etcd's data there, so etcd can be
 	// restarted (RestartEtcd) without losing the cluster's state.
 	EtcdDataDir string
+	// APIServer, when set, adjusts the API server before it starts (the
+	// local node serves it on an address its pods reach).
+	APIServer func(*envtest.APIServer)
 }
 
 // RepoRoot finds the repository root from this source file.
@@ -115,6 +118,9 @@ func Start(o Options) (*Env, error) {
 	}
 	if o.EtcdDataDir != "" {
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: o.EtcdDataDir}
+	}
+	if o.APIServer != nil {
+		o.APIServer(env.ControlPlane.GetAPIServer())
 	}
 	cfg, err := env.Start()
 	if err != nil {
