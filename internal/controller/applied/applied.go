@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
@@ -52,11 +53,17 @@ func Describe(ms []Mismatch) string {
 	return strings.Join(parts, "; ") + "; " + Hint
 }
 
-// GivenTo reports whether an entry held for owner was given to pod: the
-// ledger names the pod (an entry made for a generateName prefix matches
-// the pod's name).
+// GivenTo reports whether an entry held for owner was given to a pod that
+// carries its MAC: the ledger names the pod (an entry made for a
+// generateName prefix matches the pod's name), or the entry is still a
+// replica's stock. A MAC handed out of the stock stays the replica's entry
+// until the keeper re-owns it (every 2 s), and on a node Multus reports
+// within a second of the create: the checker judges the pod then, and is
+// not called again when the entry changes. Nothing else puts a stock MAC
+// in a pod's annotation (an explicit request for one is refused).
 func GivenTo(owner v1alpha1.Owner, pod metav1.Object) bool {
-	return holders.OwnerIs(owner, carriers.Ref{Kind: carriers.Pod, Namespace: pod.GetNamespace(), Name: pod.GetName(), UID: pod.GetUID()})
+	return heartbeat.IsStock(owner) ||
+		holders.OwnerIs(owner, carriers.Ref{Kind: carriers.Pod, Namespace: pod.GetNamespace(), Name: pod.GetName(), UID: pod.GetUID()})
 }
 
 // Check compares what the networks annotation of a pod asks for with what

@@ -6,7 +6,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
+	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -49,5 +51,26 @@ func TestCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A MAC counts as given to a pod when its entry names the pod, or is still
+// a replica's stock (handed out, not yet re-owned): otherwise a pod that
+// Multus reports on before the re-own would never be checked.
+func TestGivenTo(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p"}}
+	for _, tc := range []struct {
+		name  string
+		owner v1alpha1.Owner
+		want  bool
+	}{
+		{"the pod", v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p", UID: "uid-p"}, true},
+		{"another pod", v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "q", UID: "uid-q"}, false},
+		{"a replica's stock", v1alpha1.Owner{Kind: heartbeat.Kind, Namespace: "kubemacpool-system", Name: "replica-a", UID: "inc-1"}, true},
+		{"a VM", v1alpha1.Owner{Kind: "VirtualMachine", Namespace: "ns", Name: "p"}, false},
+	} {
+		if got := GivenTo(tc.owner, pod); got != tc.want {
+			t.Errorf("%s: GivenTo = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
