@@ -63,7 +63,7 @@ if [ "${1:-}" = node ]; then # make node: for make run and the e2e tests
   # CNI plugins are looked up by file name in one directory.
   mkdir -p "$node_cache/cni"
   build cni/multus "$tools/multus" gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus "$node_cache"
-  for plugin in main/bridge main/dummy main/loopback ipam/host-local meta/tuning; do
+  for plugin in main/bridge main/ptp main/loopback ipam/host-local meta/tuning; do
     build "cni/${plugin#*/}" "$tools/cni-plugins" "github.com/containernetworking/plugins/plugins/$plugin" "$node_cache"
   done
   ln -sfn "$node_cache" "$root/bin/node"

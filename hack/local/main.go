@@ -21,8 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/localnode"
@@ -34,6 +36,9 @@ func main() {
 	stateDir := flag.String("state-dir", ".cluster", "directory for the kubeconfig, logs and pid file")
 	samples := flag.Bool("samples", false, "apply the example NetworkAttachmentDefinition, pod and VM, and print the MACs they got")
 	flag.Parse()
+	// envtest logs through controller-runtime; this runner says what it
+	// does itself.
+	ctrl.SetLogger(logr.Discard())
 	if err := run(*stateDir, *samples); err != nil {
 		fmt.Fprintln(os.Stderr, "local:", err)
 		os.Exit(1)

@@ -83,8 +83,13 @@ func ImageRefs(archive string) ([]string, error) {
 // normalize spells a reference in full, as containerd stores it
 // (kubemacpool:e2e is docker.io/library/kubemacpool:e2e).
 func normalize(ref string) string {
-	if t, err := name.NewTag(ref); err == nil {
-		return t.Context().RegistryStr() + "/" + t.RepositoryStr() + ":" + t.TagStr()
+	t, err := name.NewTag(ref)
+	if err != nil {
+		return ref
 	}
-	return ref
+	registry := t.RegistryStr()
+	if registry == name.DefaultRegistry { // index.docker.io
+		registry = "docker.io"
+	}
+	return registry + "/" + t.RepositoryStr() + ":" + t.TagStr()
 }

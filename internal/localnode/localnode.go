@@ -110,7 +110,7 @@ func Unsupported() error {
 func BinDir() (string, error) {
 	root := testenv.RepoRoot()
 	dir := filepath.Join(root, "bin", "node")
-	if _, err := os.Stat(filepath.Join(dir, "cni", "tuning")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, "cni", "ptp")); err == nil {
 		return dir, nil
 	}
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "control-plane.sh"), "node")

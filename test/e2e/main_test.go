@@ -1,6 +1,6 @@
 // Package e2e runs kubemacpool the way a cluster does, on a real node of
 // this machine (internal/localnode: containerd, kubelet, Multus's thin
-// plugin, the CNI bridge, tuning and dummy plugins): the image `make image`
+// plugin, the CNI bridge, tuning and ptp plugins): the image `make image`
 // builds, installed from config/default as two pods. The tests run pods
 // and read what Multus reports and what the pods' interfaces carry.
 package e2e
@@ -14,16 +14,19 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
-	"testing"
-
+	"github.com/go-logr/logr"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/localnode"
+	"github.com/kubemacpool/kubemacpool/internal/manager"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
 
@@ -47,6 +50,8 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e: this machine cannot run a local node (it needs Linux and root); no e2e test ran")
 		os.Exit(0)
 	}
+	// controller-runtime's own log (envtest's) is not what these tests read.
+	ctrl.SetLogger(logr.Discard())
 	os.Exit(run(m))
 }
 
@@ -79,7 +84,16 @@ func run(m *testing.M) int {
 		}
 	}()
 	fmt.Printf("e2e: node up in %s\n", time.Since(start).Round(time.Second))
-	c = node.Env.Client
+	// The test client also knows NetworkAttachmentDefinitions.
+	scheme := manager.Scheme()
+	if err := nadv1.AddToScheme(scheme); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if c, err = client.New(node.Env.Config, client.Options{Scheme: scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	if err := install(root, image); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: installing kubemacpool:", err)
 		dumpKubemacpoolLogs()

@@ -75,10 +75,26 @@ func running(t *testing.T, ns, name string) *corev1.Pod {
 	p := &corev1.Pod{}
 	Eventually(func(g Gomega) {
 		g.Expect(c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p)).To(Succeed())
-		g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), "pod %s/%s: %+v", ns, name, p.Status)
+		g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), "pod %s/%s is %s; its events: %s", ns, name, p.Status.Phase, podEvents(ns, name))
 		g.Expect(p.Annotations).To(HaveKey(nadv1.NetworkStatusAnnot))
 	}).WithTimeout(2 * time.Minute).WithPolling(500 * time.Millisecond).Should(Succeed())
 	return p
+}
+
+// podEvents lists a pod's events (the kubelet's and kubemacpool's), for
+// failure messages.
+func podEvents(ns, name string) string {
+	list := &corev1.EventList{}
+	if err := c.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name {
+			out = append(out, e.Reason+": "+e.Message)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // reported returns Multus's network-status entries of a pod's secondary
@@ -185,21 +201,21 @@ func TestIgnoredNamespacePodRunsUntouched(t *testing.T) {
 	Expect(onInterface).To(Equal(reported(t, p)["net1"].Mac))
 }
 
-// A network whose plugins do not set the MAC (the dummy plugin ignores the
-// MAC Multus passes) gets the real MACNotApplied event: kubemacpool gave
-// one MAC, the interface has another.
+// A network whose plugins do not set the MAC (the ptp plugin ignores the
+// MAC Multus passes, and there is no tuning) gets the real MACNotApplied
+// event: kubemacpool gave one MAC, the interface has another.
 func TestMACNotAppliedOnARealInterface(t *testing.T) {
 	RegisterTestingT(t)
 	ctx := context.Background()
-	dummy := nad("", "no-mac", fmt.Sprintf(`{"cniVersion": "0.3.1", "name": "no-mac", "type": "dummy",
+	ptp := nad("", "no-mac", fmt.Sprintf(`{"cniVersion": "0.3.1", "name": "no-mac", "type": "ptp",
 		"ipam": {"type": "host-local", "subnet": "10.250.0.0/24", "dataDir": %q}}`, node.Dir+"/cni/ipam"))
-	ns := newNamespace(t, nil, dummy)
+	ns := newNamespace(t, nil, ptp)
 	Expect(c.Create(ctx, testPod(ns, "p", `[{"name":"no-mac"}]`))).To(Succeed())
 	p := running(t, ns, "p")
 	gave := given(t, p)[0].MAC()
 	got := reported(t, p)["net1"].Mac
 	Expect(got).NotTo(BeEmpty())
-	Expect(strings.EqualFold(got, gave)).To(BeFalse(), "the dummy plugin applied %s", gave)
+	Expect(strings.EqualFold(got, gave)).To(BeFalse(), "the ptp plugin applied %s", gave)
 	onInterface, err := node.InterfaceMAC(p, "net1")
 	Expect(err).NotTo(HaveOccurred())
 	Expect(onInterface).To(Equal(got))

@@ -1,5 +1,5 @@
 // Wrapper module that pins the CNI plugins the local node uses (bridge,
-// dummy, host-local, loopback, tuning), built from source by `hack/control-plane.sh node`.
+// host-local, loopback, ptp, tuning), built from source by `hack/control-plane.sh node`.
 module kubemacpool.io/hack/tools/cni-plugins
 
 go 1.26.0
