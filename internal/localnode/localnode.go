@@ -533,6 +533,37 @@ func (n *Node) Stop() error {
 	return errors.Join(errs...)
 }
 
+// Leftovers lists what a stopped node left on the host, which Stop should
+// have removed: its directory, mounts, processes, pod network namespaces,
+// links and the API server's address.
+func (n *Node) Leftovers() []string {
+	var left []string
+	if _, err := os.Stat(n.Dir); err == nil {
+		left = append(left, "directory "+n.Dir)
+	}
+	if raw, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(raw), " "+n.Dir) {
+		left = append(left, "mounts under "+n.Dir)
+	}
+	for name := range listDir("/var/run/netns") {
+		if !n.netnsBefore[name] && strings.HasPrefix(name, "cni-") {
+			left = append(left, "network namespace "+name)
+		}
+	}
+	for _, link := range ourLinks() {
+		left = append(left, "link "+link)
+	}
+	if out, err := exec.Command("ip", "-brief", "address", "show", "dev", "lo").Output(); err == nil && strings.Contains(string(out), apiServerIP+"/32") {
+		left = append(left, "address "+apiServerIP+" on lo")
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(raw), n.Dir) {
+			left = append(left, "process "+e.Name()+": "+strings.ReplaceAll(string(raw), "\x00", " "))
+		}
+	}
+	return left
+}
+
 // deletePods deletes every pod at once and waits (a minute at most) until
 // containerd has no container left.
 func (n *Node) deletePods() error {

@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	root := testenv.RepoRoot()
 	image, err := buildImage(root)
 	if err != nil {
@@ -79,8 +79,14 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() {
+		// What make run's Ctrl-C promises: nothing of the node is left.
 		if err := node.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: cleaning up the node:", err)
+			code = 1
+		}
+		if left := node.Leftovers(); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: the stopped node left behind:\n  %s\n", strings.Join(left, "\n  "))
+			code = 1
 		}
 	}()
 	fmt.Printf("e2e: node up in %s\n", time.Since(start).Round(time.Second))
@@ -100,7 +106,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fmt.Printf("e2e: kubemacpool serving from its pods %s after start\n", time.Since(start).Round(time.Second))
-	code := m.Run()
+	code = m.Run()
 	if code != 0 {
 		dumpKubemacpoolLogs()
 	}
