@@ -29,9 +29,9 @@ helm:
 # What a local node runs besides the control plane: containerd and runc
 # (installed with apt-get where missing), kubelet, kube-controller-manager,
 # kube-scheduler, Multus's thin plugin and the CNI plugins, built from the
-# pinned sources in hack/tools (about 10 minutes the first time). On a
-# machine that cannot run a node (not Linux, not root) it says so and
-# builds nothing.
+# pinned sources in hack/tools (about 7 minutes the first time, after the
+# control plane). On a machine that cannot run a node (not Linux, not root)
+# it builds nothing, and make run says so.
 node:
 	@bash hack/control-plane.sh node >/dev/null
 

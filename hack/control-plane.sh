@@ -47,9 +47,9 @@ build() { # name module-dir package [cache-dir] [ldflags]
 mkdir -p "$cache" "$helm_cache" "$node_cache" "$root/bin"
 if [ "${1:-}" = node ]; then # make node: for make run and the e2e tests
   # A node needs Linux and root (containerd, network namespaces, mounts);
-  # elsewhere make run starts the control plane alone.
+  # elsewhere there is nothing to build, and make run says in one line that
+  # it starts the control plane alone.
   if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
-    echo ">> no local node on this machine (it needs Linux and root): make run starts the control plane only" >&2
     exit 0
   fi
   if ! command -v containerd >/dev/null || ! command -v runc >/dev/null; then
