@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
 .PHONY: node e2e all build test unit integration control-plane helm generate fmt vet bench fuzz clean dist \
-	run cluster-up cluster-sync cluster-down local release image
+	run cluster-up cluster-sync cluster-down local release image bench-scale
 
 all: build
 
@@ -147,6 +147,12 @@ fmt:
 bench: build control-plane
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/pool/ ./internal/mac/
 	$(GO) run ./hack/bench
+
+# The load program at scale: 50,000 pods and 50,000 VMs (100,000 MACs)
+# carried before kubemacpool starts, with shorter create series; about 5
+# minutes. BENCH_ARGS adds flags (-vms 0 for pods only, -startup-cpu FILE).
+bench-scale: build control-plane
+	$(GO) run ./hack/bench -seq 100 -concurrent 500 -pods 50000 -vms 50000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -58,16 +58,18 @@ import (
 const managerNamespace = "kubemacpool-system"
 
 type options struct {
-	seq        int      // sequential creates per series
-	concurrent int      // concurrent creates per series
-	workers    int      // goroutines of the concurrent series and of the start-up fill
-	warmup     int      // creates per namespace before measuring
-	pods, vms  int      // objects carrying a MAC at start-up
-	log        string   // kubemacpool's log file; "" for one in the run's temp dir
-	heap       string   // where to write a heap profile after repair; "" for none
-	cpu        string   // where to write a CPU profile of the served concurrent pod series; "" for none
-	apiCPU     string   // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
-	kmpArgs    flagList // more flags for kubemacpool
+	seq               int    // sequential creates per series
+	concurrent        int    // concurrent creates per series
+	workers           int    // goroutines of the concurrent series and of the start-up fill
+	warmup            int    // creates per namespace before measuring
+	pods, vms         int    // objects carrying a MAC at start-up
+	log               string // kubemacpool's log file; "" for one in the run's temp dir
+	heap              string // where to write a heap profile after repair; "" for none
+	cpu               string // where to write a CPU profile of the served concurrent pod series; "" for none
+	apiCPU            string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
+	startupCPU        string // where to write a CPU profile of kubemacpool's first start; "" for none
+	startupCPUSeconds int
+	kmpArgs           flagList // more flags for kubemacpool
 }
 
 // flagList is a repeatable string flag.
@@ -87,6 +89,8 @@ func main() {
 	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
+	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
+	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu profile lasts")
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
@@ -122,7 +126,7 @@ type bench struct {
 	// reference for the direct MACBlock update.
 	plainCreate summary
 	table       table
-	pprofAddr   string // kubemacpool's /debug/pprof, with -heap or -cpu
+	pprofAddr   string // kubemacpool's /debug/pprof, with -heap, -cpu or -startup-cpu
 }
 
 func run(ctx context.Context, o options) (t *table, err error) {
@@ -160,7 +164,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 		return nil, err
 	}
 	pprofAddr := ""
-	if o.heap != "" || o.cpu != "" {
+	if o.heap != "" || o.cpu != "" || o.startupCPU != "" {
 		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err
