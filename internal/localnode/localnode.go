@@ -565,7 +565,10 @@ func (n *Node) Leftovers() []string {
 }
 
 // deletePods deletes every pod at once and waits (a minute at most) until
-// containerd has no container left.
+// containerd runs no task: the kubelet has stopped every pod's containers
+// and sandbox, and the CNI plugins have torn the sandboxes' networks down.
+// The stopped containers themselves the kubelet removes only at its next
+// garbage collection; removeContainers does.
 func (n *Node) deletePods() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -578,13 +581,13 @@ func (n *Node) deletePods() error {
 		_ = n.Env.Client.Delete(ctx, &pods.Items[i], &client.DeleteOptions{GracePeriodSeconds: &zero})
 	}
 	for {
-		out, err := n.ctrOutput("containers", "list", "--quiet")
+		out, err := n.ctrOutput("tasks", "list", "--quiet")
 		if err == nil && strings.TrimSpace(out) == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pods' containers still there after a minute: %s", out)
+			return fmt.Errorf("pods' containers still running after a minute: %s", strings.Join(strings.Fields(out), ", "))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
