@@ -56,6 +56,13 @@ func run(stateDir string, samples bool) error {
 		return err
 	}
 	pidFile := filepath.Join(stateDir, "pid")
+	// A second run would take over the first one's state directory (and
+	// remove it on exit) while the first still runs from it.
+	if raw, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("kubemacpool already runs here from %s (pid %d): stop it first (make cluster-down, or Ctrl-C make run)", stateDir, pid)
+		}
+	}
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}

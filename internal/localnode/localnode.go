@@ -74,13 +74,17 @@ type Node struct {
 	Kubeconfig string
 	Dir        string
 
-	bin           string
-	log           func(string, ...any)
-	containerd    *testenv.Process
-	kubelet       *testenv.Process
-	controlPlane  []*testenv.Process // kube-controller-manager, kube-scheduler
-	socket        string
-	pauseArchive  string
+	bin          string
+	log          func(string, ...any)
+	containerd   *testenv.Process
+	kubelet      *testenv.Process
+	controlPlane []*testenv.Process // kube-controller-manager, kube-scheduler
+	socket       string
+	pauseArchive string
+	// prepared: the host was checked free of another node and snapshotted;
+	// until then Stop must not touch the host's links, namespaces or Dir,
+	// which may be another running node's.
+	prepared      bool
 	addedAddress  bool
 	netnsBefore   map[string]bool
 	cgroupsBefore map[string]bool
@@ -200,7 +204,7 @@ func (n *Node) prepareHost() error {
 	}
 	n.netnsBefore = listDir("/var/run/netns")
 	n.cgroupsBefore = cgroupDirs()
-	n.addedAddress = true
+	n.prepared, n.addedAddress = true, true
 	return run("ip", "address", "add", apiServerIP+"/32", "dev", "lo")
 }
 
@@ -513,6 +517,9 @@ func (n *Node) Stop() error {
 	killShims(n.socket)
 	if n.Env != nil {
 		errs = append(errs, n.Env.Stop())
+	}
+	if !n.prepared {
+		return errors.Join(errs...)
 	}
 	errs = append(errs, unmountUnder(n.Dir))
 	for name := range listDir("/var/run/netns") {
