@@ -81,7 +81,9 @@ func run(m *testing.M) (code int) {
 	defer func() {
 		// What make run's Ctrl-C promises: nothing of the node is left.
 		stopping := time.Now()
-		defer func() { fmt.Printf("e2e: node stopped and removed in %s\n", time.Since(stopping).Round(100*time.Millisecond)) }()
+		defer func() {
+			fmt.Printf("e2e: node stopped and removed in %s\n", time.Since(stopping).Round(100*time.Millisecond))
+		}()
 		if err := node.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: cleaning up the node:", err)
 			code = 1
