@@ -47,9 +47,10 @@ run: build control-plane node local
 local:
 	$(GO) build -o $(BIN)/local ./hack/local
 
-# The seed's developer workflow on the same local control plane, in the
-# background: cluster-up starts it, cluster-sync rebuilds kubemacpool and
-# restarts it there, cluster-down stops it. ./cluster/kubectl.sh talks to it.
+# The seed's developer workflow on the same local cluster (a node where the
+# machine allows one), in the background: cluster-up starts it,
+# cluster-sync rebuilds kubemacpool and restarts it there, cluster-down
+# stops it and removes everything. ./cluster/kubectl.sh talks to it.
 cluster-up: build control-plane node local
 	@if [ -f .cluster/pid ] && kill -0 $$(cat .cluster/pid) 2>/dev/null; then echo "already up: ./cluster/kubectl.sh"; exit 0; fi; \
 	mkdir -p .cluster; nohup $(BIN)/local > .cluster.log 2>&1 & \
