@@ -68,6 +68,7 @@ type options struct {
 	cpu               string // where to write a CPU profile of the served concurrent pod series; "" for none
 	apiCPU            string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
 	startupCPU        string // where to write a CPU profile of kubemacpool's first start; "" for none
+	restartCPU        string // where to write a CPU profile of its restart with every MAC in the ledger; "" for none
 	startupCPUSeconds int
 	kmpArgs           flagList // more flags for kubemacpool
 }
@@ -90,7 +91,8 @@ func main() {
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
 	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
-	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu profile lasts")
+	flag.StringVar(&o.restartCPU, "restart-cpu", "", "write a CPU profile of kubemacpool's restart with every MAC in the ledger (the restart measure's ready), over -startup-cpu-seconds from the process start, to this file")
+	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu and -restart-cpu profiles last")
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
@@ -164,7 +166,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 		return nil, err
 	}
 	pprofAddr := ""
-	if o.heap != "" || o.cpu != "" || o.startupCPU != "" {
+	if o.heap != "" || o.cpu != "" || o.startupCPU != "" || o.restartCPU != "" {
 		port, err := testenv.FreePort()
 		if err != nil {
 			return nil, err

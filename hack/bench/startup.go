@@ -73,7 +73,7 @@ func (b *bench) startup() error {
 	if err := b.kmp.Start(); err != nil {
 		return err
 	}
-	profiled := b.startupProfile()
+	profiled := b.startupProfile(b.o.startupCPU)
 	// Ready, the first good create and repair progress side by side:
 	// readiness does not wait for adoption, and a List of the whole ledger
 	// takes longer than the resolution readiness deserves.
@@ -138,19 +138,19 @@ func (b *bench) startup() error {
 	return b.firstGoodCreate(ns, len(expected))
 }
 
-// startupProfile starts, when -startup-cpu asks, a CPU profile of
-// kubemacpool from its start over -startup-cpu-seconds, and returns a wait
-// for it. The profile endpoint is asked until it answers: it comes up with
-// the process, a moment after the start.
-func (b *bench) startupProfile() (wait func() error) {
-	if b.o.startupCPU == "" {
+// startupProfile starts, when file is set (-startup-cpu, -restart-cpu), a
+// CPU profile of kubemacpool from its start over -startup-cpu-seconds into
+// file, and returns a wait for it. The profile endpoint is asked until it
+// answers: it comes up with the process, a moment after the start.
+func (b *bench) startupProfile(file string) (wait func() error) {
+	if file == "" {
 		return func() error { return nil }
 	}
 	done := make(chan error, 1)
 	go func() {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			err := b.saveProfile(fmt.Sprintf("profile?seconds=%d", b.o.startupCPUSeconds), b.o.startupCPU)
+			err := b.saveProfile(fmt.Sprintf("profile?seconds=%d", b.o.startupCPUSeconds), file)
 			if err == nil || time.Now().After(deadline) {
 				done <- err
 				return
@@ -170,12 +170,13 @@ func (b *bench) restart(held int) error {
 	if err := b.kmp.Start(); err != nil {
 		return err
 	}
+	profiled := b.startupProfile(b.o.restartCPU)
 	ready, err := b.kmp.WaitReady(b.ctx, readyTimeout)
 	if err != nil {
 		return err
 	}
 	b.table.add(fmt.Sprintf("restart with %d MACs held: ready", held), seconds(ready), "")
-	return nil
+	return profiled()
 }
 
 // firstGoodCreate restarts kubemacpool once more, the ledger as full, and
