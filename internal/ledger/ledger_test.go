@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -91,5 +92,49 @@ func TestRecent(t *testing.T) {
 	}
 	if got := l.Recent("other", now.Add(-time.Hour)); len(got) != 0 {
 		t.Fatalf("another namespace: %v", got)
+	}
+}
+
+// A namespace's list of recent reservations stays bounded when one entry
+// is renewed again and again (each renewal appends it; compaction drops
+// the repeats).
+func TestRecentListBoundedOnRenewals(t *testing.T) {
+	l := &Ledger{RecentWindow: time.Hour}
+	for i := range 5000 {
+		b := NewBlock(0x020000000100)
+		b.UID, b.ResourceVersion = "uid-a", fmt.Sprint(i+1)
+		b.Spec.Entries = []v1alpha1.MACBlockEntry{{Offset: 1,
+			Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: "p"}, Reserved: metav1.NewMicroTime(time.Now())}}
+		l.Observe(b, false)
+	}
+	if n := len(l.recent["ns"]); n > recentCompactAt {
+		t.Fatalf("the list holds %d MACs for one renewed entry, want at most %d", n, recentCompactAt)
+	}
+	if got := l.Recent("ns", time.Now().Add(-time.Minute)); len(got) != 1 {
+		t.Fatalf("Recent: %v, want the one MAC", got)
+	}
+}
+
+// BenchmarkObserveRecentEntries is a restart's read of a ledger whose
+// 100,000 entries were all made within the recent window (adopted minutes
+// before): one namespace's list of recent reservations grows to 100,000.
+func BenchmarkObserveRecentEntries(b *testing.B) {
+	const blocks = 100000 / BlockSize
+	now := metav1.NewMicroTime(time.Now())
+	var all []*v1alpha1.MACBlock
+	for i := range blocks {
+		blk := NewBlock(mac.MAC(0x0a0000000000 + i*BlockSize))
+		blk.UID, blk.ResourceVersion = types.UID(fmt.Sprint("uid-", i)), "1"
+		for off := range int32(BlockSize) {
+			blk.Spec.Entries = append(blk.Spec.Entries, v1alpha1.MACBlockEntry{Offset: off,
+				Owner: v1alpha1.Owner{Kind: "Pod", Namespace: "ns", Name: fmt.Sprint("p-", i, "-", off)}, Reserved: now})
+		}
+		all = append(all, blk)
+	}
+	for b.Loop() {
+		l := &Ledger{RecentWindow: time.Hour}
+		for _, blk := range all {
+			l.Observe(blk, false)
+		}
 	}
 }
