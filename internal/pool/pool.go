@@ -549,32 +549,43 @@ func (p *Pool) dryRun(r Request, res *Result, explicit []*want) error {
 }
 
 // write stores the wants of one round, one ledger update per block, the
-// blocks at once.
+// blocks at once, and returns the first error.
 func (p *Pool) write(ctx context.Context, r Request, res *Result, wants []*want) error {
-	byBlock := map[mac.MAC][]*want{}
-	for _, w := range wants {
-		start := ledger.BlockStart(w.mac)
-		byBlock[start] = append(byBlock[start], w)
+	errs := inBlocks(wants, func(w *want) mac.MAC { return w.mac }, func(start mac.MAC, ws []*want) error {
+		return p.ledger.Update(ctx, start, p.reserveIn(r, res, ws))
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
-	errs := make(chan error, len(byBlock))
-	// At most blockWrites of one request's blocks in flight: a request is
-	// bounded (--max-interfaces), and so is what it asks of the API server
-	// at once.
+	return nil
+}
+
+// inBlocks groups items by the ledger block of their MAC and calls write
+// once per block, the blocks at once but at most blockWrites in flight: a
+// request is bounded (--max-interfaces), and so is what it asks of the API
+// server at once. It returns each block's error, in the order they ended.
+func inBlocks[T any](items []T, macOf func(T) mac.MAC, write func(start mac.MAC, group []T) error) []error {
+	byBlock := map[mac.MAC][]T{}
+	for _, it := range items {
+		start := ledger.BlockStart(macOf(it))
+		byBlock[start] = append(byBlock[start], it)
+	}
+	ended := make(chan error, len(byBlock))
 	slots := make(chan struct{}, blockWrites)
-	for start, ws := range byBlock {
+	for start, group := range byBlock {
 		go func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs <- p.ledger.Update(ctx, start, p.reserveIn(r, res, ws))
+			ended <- write(start, group)
 		}()
 	}
-	var first error
+	errs := make([]error, 0, len(byBlock))
 	for range byBlock {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
+		errs = append(errs, <-ended)
 	}
-	return first
+	return errs
 }
 
 // reserveIn is the block change that adds a request's wants to one block:

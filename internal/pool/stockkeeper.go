@@ -399,50 +399,34 @@ type blockChange func(b *v1alpha1.MACBlock, ms []mac.MAC) (done []mac.MAC, chang
 // the blocks at once, and returns the MACs the stored writes covered.
 // count, if set, is called once per stored write.
 func (p *Pool) writeByBlock(ctx context.Context, macs []mac.MAC, change blockChange, count func()) []mac.MAC {
-	byBlock := map[mac.MAC][]mac.MAC{}
-	for _, m := range macs {
-		byBlock[ledger.BlockStart(m)] = append(byBlock[ledger.BlockStart(m)], m)
-	}
-	type outcome struct {
-		macs []mac.MAC
-		err  error
-	}
-	results := make(chan outcome, len(byBlock))
-	slots := make(chan struct{}, blockWrites)
-	for start, ms := range byBlock {
-		go func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			// The change runs in the ledger's flush, which may outlive
-			// Update when ctx ends: what it did is read under a lock, and
-			// only from a write that is known to be stored.
-			var mu sync.Mutex
-			var done []mac.MAC
-			err := p.ledger.Update(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
-				did, changed := change(b, ms)
-				mu.Lock()
-				done = did
-				mu.Unlock()
-				return changed, nil
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			results <- outcome{done, err}
-		}()
-	}
+	var mu sync.Mutex // guards out and count
 	var out []mac.MAC
-	var errs []error
-	for range byBlock {
-		r := <-results
-		if r.err != nil {
-			errs = append(errs, r.err)
-			continue
+	errs := inBlocks(macs, func(m mac.MAC) mac.MAC { return m }, func(start mac.MAC, ms []mac.MAC) error {
+		// The change runs in the ledger's flush, which may outlive Update
+		// when ctx ends: what it did is read under a lock, and only from a
+		// write that is known to be stored.
+		var did sync.Mutex
+		var done []mac.MAC
+		err := p.ledger.Update(ctx, start, func(b *v1alpha1.MACBlock) (bool, error) {
+			macs, changed := change(b, ms)
+			did.Lock()
+			done = macs
+			did.Unlock()
+			return changed, nil
+		})
+		if err != nil {
+			return err
 		}
-		if len(r.macs) > 0 && count != nil {
+		did.Lock()
+		defer did.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(done) > 0 && count != nil {
 			count()
 		}
-		out = append(out, r.macs...)
-	}
+		out = append(out, done...)
+		return nil
+	})
 	if err := errors.Join(errs...); err != nil && p.stock != nil {
 		p.stock.log.Error(err, "a stock write failed; admissions reserve directly meanwhile if the stock runs dry")
 	}
