@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -39,6 +40,19 @@ type Ref struct {
 }
 
 func (r Ref) String() string { return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name) }
+
+// Reference is r as an event's regarding object: a pod, a KubeVirt object,
+// or a StatefulSet (the owner of an ordinal's MACs).
+func (r Ref) Reference() *corev1.ObjectReference {
+	apiVersion := kubevirtv1.SchemeGroupVersion.String()
+	switch r.Kind {
+	case Pod:
+		apiVersion = "v1"
+	case "StatefulSet":
+		apiVersion = appsv1.SchemeGroupVersion.String()
+	}
+	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, UID: r.UID}
+}
 
 // Is reports whether r names the object kind namespace/name with uid: the
 // same kind and name, and the same UID when both are known (an object

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/holders"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
+	"github.com/kubemacpool/kubemacpool/internal/peers"
 	"github.com/kubemacpool/kubemacpool/internal/rangeconfig"
 	"github.com/kubemacpool/kubemacpool/internal/sticky"
 )
@@ -47,9 +49,9 @@ func Run(ctx context.Context, c client.Client, namespace string, args []string, 
 		if len(args) != 2 {
 			return errors.New("usage: who MAC (any spelling: 02:00:00:00:00:1a, 02-00-00-00-00-1A, 0200.0000.001a)")
 		}
-		return Who(ctx, c, args[1], out)
+		return Who(ctx, c, namespace, args[1], out)
 	case "collisions":
-		return Collisions(ctx, c, out)
+		return Collisions(ctx, c, namespace, out)
 	case "not-applied":
 		return NotApplied(ctx, c, out)
 	}
@@ -146,6 +148,9 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	if unadopted > 0 {
 		fmt.Fprintf(w, "Not adopted yet:\t%d MACs carried without an entry (held all the same; the leader adopts them)\n", unadopted)
 	}
+	if err := peerStatus(ctx, c, namespace, w); err != nil {
+		return err
+	}
 	w.Flush()
 
 	namespaces := make([]string, 0, len(perNS))
@@ -182,13 +187,83 @@ func ledgerEntries(ctx context.Context, c client.Client) ([]ledger.Entry, int, e
 	return out, len(list.Items), nil
 }
 
+// peerStatus prints each peer cluster: reachable from here with its
+// Secret's kubeconfig, and how much its ledger holds; or why not.
+func peerStatus(ctx context.Context, c client.Client, namespace string, w io.Writer) error {
+	configs, refused, err := peers.ReadSecrets(ctx, c, namespace, "", false)
+	if err != nil {
+		return err
+	}
+	for _, p := range configs {
+		name := p.Name
+		if name == "" {
+			name = "(unnamed)"
+		}
+		if err := refused[p.Secret]; err != nil {
+			fmt.Fprintf(w, "Peer %s:\tREFUSED: Secret %s: %v\n", name, p.Secret, err)
+			continue
+		}
+		entries, blocks, err := peerEntries(ctx, p, c.Scheme())
+		if err != nil {
+			fmt.Fprintf(w, "Peer %s:\tUNREACHABLE from here with Secret %s: %v (kubemacpool keeps what it last saw there held)\n", name, p.Secret, err)
+			continue
+		}
+		fmt.Fprintf(w, "Peer %s:\t%d MACs held there, in %d MAC blocks (never handed out here; Secret %s)\n", name, len(entries), blocks, p.Secret)
+	}
+	return nil
+}
+
+// peerEntries lists a peer cluster's ledger.
+func peerEntries(ctx context.Context, p peers.Config, scheme *runtime.Scheme) ([]ledger.Entry, int, error) {
+	pc, err := p.Client(scheme)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ledgerEntries(ctx, pc)
+}
+
+// peerHolders prints what each peer cluster's ledger holds for m.
+func peerHolders(ctx context.Context, c client.Client, namespace string, m mac.MAC, w io.Writer) (held bool, err error) {
+	configs, refused, err := peers.ReadSecrets(ctx, c, namespace, "", false)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range configs {
+		if refused[p.Secret] != nil {
+			continue
+		}
+		pc, err := p.Client(c.Scheme())
+		if err != nil {
+			return held, err
+		}
+		e, err := ledger.ReadEntry(ctx, pc, m)
+		if err != nil {
+			fmt.Fprintf(w, "Peer %s:\tUNREACHABLE from here: %v\n", p.Name, err)
+			continue
+		}
+		if e != nil {
+			held = true
+			fmt.Fprintf(w, "Held in cluster %s by:\t%s (never handed out here)\n", p.Name, holders.Describe(e))
+		}
+	}
+	return held, nil
+}
+
 // Who prints the holder of a MAC, whatever its spelling: its ledger entry,
-// or the objects carrying it.
-func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) error {
+// or the objects carrying it, and what peer clusters hold for it.
+func Who(ctx context.Context, c client.Client, namespace, spelled string, out io.Writer) error {
 	m, err := mac.Parse(spelled)
 	if err != nil {
 		return err
 	}
+	var atPeers strings.Builder
+	pw := tabwriter.NewWriter(&atPeers, 0, 4, 2, ' ', 0)
+	heldAtPeers, err := peerHolders(ctx, c, namespace, m, pw)
+	if err != nil {
+		return err
+	}
+	pw.Flush()
+	defer func() { fmt.Fprint(out, atPeers.String()) }()
 	block := &v1alpha1.MACBlock{}
 	var entry *v1alpha1.MACBlockEntry
 	switch err := c.Get(ctx, client.ObjectKey{Name: ledger.BlockName(m)}, block); {
@@ -212,6 +287,10 @@ func Who(ctx context.Context, c client.Client, spelled string, out io.Writer) er
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if entry == nil {
 		if len(found) == 0 {
+			if heldAtPeers {
+				fmt.Fprintf(out, "%s is not held in this cluster (no entry in MACBlock %s, and no pod, VM or VMI carries it), but a peer cluster holds it:\n", m, ledger.BlockName(m))
+				return nil
+			}
 			fmt.Fprintf(out, "%s is not held: no entry in MACBlock %s, and no pod, VM or VMI carries it\n", m, ledger.BlockName(m))
 			return nil
 		}
@@ -323,8 +402,68 @@ func carriedMACs(ctx context.Context, c client.Client, entryOf func(mac.MAC) *v1
 	return out, nil
 }
 
-// Collisions prints MACs that running pods and VMIs report at once.
-func Collisions(ctx context.Context, c client.Client, out io.Writer) error {
+// Collisions prints MACs that running pods and VMIs report at once, and
+// MACs that objects here carry while a peer cluster holds them for another.
+func Collisions(ctx context.Context, c client.Client, namespace string, out io.Writer) error {
+	if err := running(ctx, c, out); err != nil {
+		return err
+	}
+	return acrossClusters(ctx, c, namespace, out)
+}
+
+// acrossClusters prints the cross-cluster collisions: the holders' rule
+// refuses the object here the MAC a peer's ledger holds.
+func acrossClusters(ctx context.Context, c client.Client, namespace string, out io.Writer) error {
+	configs, refused, err := peers.ReadSecrets(ctx, c, namespace, "", false)
+	if err != nil || len(configs) == 0 {
+		return err
+	}
+	entries, _, err := ledgerEntries(ctx, c)
+	if err != nil {
+		return err
+	}
+	byMAC := map[mac.MAC]*v1alpha1.MACBlockEntry{}
+	for i := range entries {
+		byMAC[entries[i].MAC] = &entries[i].MACBlockEntry
+	}
+	carried, err := carriedMACs(ctx, c, func(m mac.MAC) *v1alpha1.MACBlockEntry { return byMAC[m] })
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	n := 0
+	for _, p := range configs {
+		if refused[p.Secret] != nil {
+			continue
+		}
+		held, _, err := peerEntries(ctx, p, c.Scheme())
+		if err != nil {
+			fmt.Fprintf(out, "Peer cluster %s is unreachable from here: %v\n", p.Name, err)
+			continue
+		}
+		for _, e := range held {
+			pe := holders.PeerEntry{Cluster: p.Name, Entry: e.MACBlockEntry}
+			for _, carrier := range carried[e.MAC] {
+				if !holders.CollidesAcross(carrier, pe) {
+					continue
+				}
+				if n == 0 {
+					fmt.Fprintln(w, "MAC\tCARRIED HERE BY\tHELD IN CLUSTER\tBY")
+				}
+				n++
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.MAC, carrier.Object, p.Name, holders.Describe(&pe.Entry))
+			}
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(out, "No MAC carried here is held by a peer cluster for another object.")
+		return nil
+	}
+	return w.Flush()
+}
+
+// running prints MACs that running pods and VMIs report at once.
+func running(ctx context.Context, c client.Client, out io.Writer) error {
 	var reporters []collision.Reporter
 	pods := &corev1.PodList{}
 	if err := c.List(ctx, pods); err != nil {

@@ -112,6 +112,17 @@ type Facts struct {
 	// Carriers are the objects carrying the MAC, with their claims
 	// resolved (carriers.Index.Of).
 	Carriers []carriers.Carrier
+	// Peers are the entries that peer clusters' ledgers hold for the MAC
+	// (clusters sharing an L2 network with this one), as last seen.
+	Peers []PeerEntry
+}
+
+// PeerEntry is an entry of a peer cluster's ledger.
+type PeerEntry struct {
+	// Cluster is the peer's name, as its Secret's kubemacpool.io/peer
+	// label gives it.
+	Cluster string
+	Entry   v1alpha1.MACBlockEntry
 }
 
 // Verdict is the answer to a request for one MAC.
@@ -129,12 +140,16 @@ type Verdict struct {
 	// Entry is the entry that refuses the request; Carrier the object.
 	Entry   *v1alpha1.MACBlockEntry
 	Carrier *carriers.Carrier
+	// Cluster names the peer cluster whose ledger holds Entry (case 11);
+	// empty: this cluster's.
+	Cluster string
 }
 
 // MayTake judges whether request r may have MAC f.MAC. Every caller that
 // decides whether a MAC may go to an object asks it. Cases 1-3 judge the
-// entry, 4-8 each carrier; a carrier that refuses (8) is named before an
-// entry that refuses (3), since it is what has the MAC on a network. The
+// entry, 4-8 each carrier, 10-11 the peer clusters' entries; a carrier that
+// refuses (8) is named before an entry that refuses (3), since it is what
+// has the MAC on a network, and this cluster's entry before a peer's. The
 // cases:
 //
 //	#  ledger entry of the MAC               carriers of the MAC                      verdict
@@ -153,8 +168,19 @@ type Verdict struct {
 //	                                                                                  keeps running while its copy waits
 //	8  -                                     any other carrier                        refused, naming the carrier
 //	9  none, own or shared                   no obstacle                              allowed
+//
+// A peer cluster's entry (f.Peers) is judged only when r holds the MAC
+// here neither by its entry (1) nor by carrying it (4): an object that
+// already has the MAC keeps it (a VM update re-applying it), and the
+// collision between the clusters is reported, not refused on every edit.
+//
+//	#   peer cluster's entry                                                          verdict
+//	10  held for a VM, r a VM that waits as a receiver: the source of a               no obstacle
+//	    decentralized live migration from that cluster
+//	11  held for anyone else                                                          refused, naming the cluster
+//	                                                                                  and the holder
 func MayTake(r Request, f Facts) Verdict {
-	own, shared := false, false
+	own, shared, carriesIt := false, false, false
 	var refusedBy *v1alpha1.MACBlockEntry
 	if e := f.Entry; e != nil {
 		switch {
@@ -170,7 +196,9 @@ func MayTake(r Request, f Facts) Verdict {
 	for _, c := range f.Carriers {
 		switch {
 		case c.For.Is(r.Owner.Kind, r.Owner.Namespace, r.Owner.Name, r.Owner.UID):
+			carriesIt = true
 		case r.Owner.Kind == sticky.Kind && OwnerIs(r.Owner, c.Object):
+			carriesIt = true
 		case r.Receiver && c.For.Kind == carriers.VirtualMachine:
 		case own && c.ForReceiver && r.Owner.Kind == carriers.VirtualMachine:
 		default:
@@ -181,7 +209,25 @@ func MayTake(r Request, f Facts) Verdict {
 	if refusedBy != nil {
 		return Verdict{Case: 3, Entry: refusedBy}
 	}
+	if !own && !carriesIt {
+		for _, p := range f.Peers {
+			if r.Receiver && r.Owner.Kind == carriers.VirtualMachine && p.Entry.Owner.Kind == carriers.VirtualMachine {
+				continue // case 10
+			}
+			held := p.Entry
+			return Verdict{Case: 11, Entry: &held, Cluster: p.Cluster}
+		}
+	}
 	return Verdict{Case: 9, Allowed: true, Own: own, Shared: shared}
+}
+
+// CollidesAcross reports whether carrier c, an object of this cluster,
+// collides with the entry a peer cluster holds for the same MAC: whether
+// MayTake refuses c's holder the MAC, judged against the peer's entry alone
+// (c's own entry here would make it its own).
+func CollidesAcross(c carriers.Carrier, p PeerEntry) bool {
+	r := Request{Owner: OwnerOf(c.For), Receiver: c.ForReceiver}
+	return !MayTake(r, Facts{MAC: c.MAC, Peers: []PeerEntry{p}}).Allowed
 }
 
 // Collides reports whether carrier c, carrying the same MAC as holder (the
@@ -223,6 +269,9 @@ type HeldError struct {
 	MAC     mac.MAC
 	Entry   *v1alpha1.MACBlockEntry
 	Carrier *carriers.Carrier
+	// Cluster is the peer cluster whose ledger holds Entry; empty: this
+	// cluster's.
+	Cluster string
 }
 
 // Err is the refusal a verdict that does not allow says, or nil.
@@ -230,7 +279,7 @@ func (v Verdict) Err(m mac.MAC) error {
 	if v.Allowed {
 		return nil
 	}
-	return &HeldError{MAC: m, Entry: v.Entry, Carrier: v.Carrier}
+	return &HeldError{MAC: m, Entry: v.Entry, Carrier: v.Carrier, Cluster: v.Cluster}
 }
 
 func (e *HeldError) Error() string {
@@ -246,5 +295,9 @@ func (e *HeldError) Error() string {
 			holder += " of " + c.For.String()
 		}
 	}
-	return fmt.Sprintf("MAC address %s is already in use by %s; choose another MAC or leave it out to get one assigned", e.MAC, holder)
+	where := ""
+	if e.Cluster != "" {
+		where = " in cluster " + e.Cluster
+	}
+	return fmt.Sprintf("MAC address %s is already in use%s by %s; choose another MAC or leave it out to get one assigned", e.MAC, where, holder)
 }

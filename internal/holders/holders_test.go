@@ -76,6 +76,7 @@ func TestMayTake(t *testing.T) {
 	receiver := Request{Owner: OwnerOf(vm), Receiver: true}
 	receiverCarrier := carries(vm, vm)
 	receiverCarrier.ForReceiver = true
+	peer := func(o v1alpha1.Owner) PeerEntry { return PeerEntry{Cluster: "east", Entry: *entry(o)} }
 
 	cases := []struct {
 		name string
@@ -114,6 +115,20 @@ func TestMayTake(t *testing.T) {
 			Facts{Carriers: []carriers.Carrier{carries(pod, pod)}}, Verdict{Case: 8}},
 		{"8: a receiver may not take a pod's carried MAC", receiver,
 			Facts{Carriers: []carriers.Carrier{carries(pod, pod)}}, Verdict{Case: 8}},
+		{"10: a receiver takes the MAC a peer cluster holds for its source VM", receiver,
+			Facts{Peers: []PeerEntry{peer(OwnerOf(sourceVM))}}, Verdict{Case: 9, Allowed: true}},
+		{"11: held in a peer cluster", Request{Owner: OwnerOf(pod)},
+			Facts{Peers: []PeerEntry{peer(OwnerOf(otherPod))}}, Verdict{Case: 11}},
+		{"11: a receiver may not take a peer's pod's MAC", receiver,
+			Facts{Peers: []PeerEntry{peer(OwnerOf(otherPod))}}, Verdict{Case: 11}},
+		{"11: a VM that is no receiver may not take a peer's VM's MAC", Request{Owner: OwnerOf(vm)},
+			Facts{Peers: []PeerEntry{peer(OwnerOf(sourceVM))}}, Verdict{Case: 11}},
+		{"11: after this cluster's entry and carriers", Request{Owner: OwnerOf(otherPod)},
+			Facts{Entry: entry(OwnerOf(pod)), Peers: []PeerEntry{peer(OwnerOf(otherPod))}}, Verdict{Case: 3}},
+		{"1 before 11: an object keeps the MAC its entry holds here", Request{Owner: OwnerOf(pod)},
+			Facts{Entry: entry(OwnerOf(pod)), Peers: []PeerEntry{peer(OwnerOf(otherPod))}}, Verdict{Case: 9, Allowed: true, Own: true}},
+		{"4 before 11: an object re-applied keeps the MAC it carries", Request{Owner: OwnerOf(pod)},
+			Facts{Carriers: []carriers.Carrier{carries(pod, pod)}, Peers: []PeerEntry{peer(OwnerOf(otherPod))}}, Verdict{Case: 9, Allowed: true}},
 	}
 	for _, c := range cases {
 		c.f.MAC = m
@@ -124,8 +139,10 @@ func TestMayTake(t *testing.T) {
 		switch err := got.Err(m); {
 		case got.Allowed && err != nil:
 			t.Errorf("%s: allowed, yet refused: %v", c.name, err)
-		case !got.Allowed && (err == nil || !strings.Contains(err.Error(), "already in use by ")):
+		case !got.Allowed && (err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), " by ")):
 			t.Errorf("%s: refused without naming the holder: %v", c.name, err)
+		case got.Case == 11 && !strings.Contains(err.Error(), "already in use in cluster east by "+Describe(got.Entry)):
+			t.Errorf("%s: refused without naming the peer cluster and its holder: %v", c.name, err)
 		}
 	}
 }
@@ -148,6 +165,19 @@ func TestCollides(t *testing.T) {
 	}
 	if Collides(receiver, source, e) || Collides(source, receiver, nil) {
 		t.Error("a migration's receiver collides with its source")
+	}
+	// Across clusters: this cluster's carrier against a peer's entry.
+	atPeer := func(o v1alpha1.Owner) PeerEntry {
+		return PeerEntry{Cluster: "east", Entry: v1alpha1.MACBlockEntry{Owner: o}}
+	}
+	if !CollidesAcross(carriers.Carrier{MAC: m, Object: pod, For: pod}, atPeer(OwnerOf(pod))) {
+		t.Error("a pod carrying what a peer holds for its own pod of the same name does not collide")
+	}
+	if !CollidesAcross(carriers.Carrier{MAC: m, Object: vmi, For: vm}, atPeer(OwnerOf(vm))) {
+		t.Error("a VM here carrying what a peer holds for a VM does not collide")
+	}
+	if CollidesAcross(receiver, atPeer(OwnerOf(vm))) {
+		t.Error("a receiver here collides with its source VM in a peer cluster")
 	}
 }
 

@@ -14,6 +14,9 @@ const (
 	// Carried: an object started carrying it (On), or the last one stopped
 	// or the set of its carriers changed.
 	Carried
+	// Peer: a peer cluster's ledger gained (On) or lost an entry for it;
+	// whether any peer still holds it is asked of the peers' index.
+	Peer
 )
 
 // ChangeKind says which index a Change comes from.

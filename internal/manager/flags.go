@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kubemacpool/kubemacpool/internal/peers"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 )
 
@@ -49,6 +50,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) (complete func() error) {
 	fs.StringVar(&o.ReplicaName, "replica-name", o.ReplicaName, "this replica's name, which holds its stock of MACs in the ledger (default: $POD_NAME, else the host name)")
 	fs.IntVar(&o.StockMax, "stock-max", o.StockMax, "most MACs a replica holds in stock, to hand out at admission without an API call (sized from the admission rate, at most 1/32 of the free addresses, none when fewer than 1024 are free); 0: every admission writes its MAC block")
 	fs.DurationVar(&o.StockHeartbeat, "stock-heartbeat", o.StockHeartbeat, "how long a replica's stock heartbeat (a Lease per process start) lasts without renewal; renewed 4 times per period, and the stock is handed out only while renewed within half of it. A dead replica's stock is released this long after its last renewal plus --reservation-grace")
+	fs.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "this cluster's name, as its peer clusters' Secrets (label "+peers.Label+") name it: clusters sharing L2 networks split the MAC blocks by their names. Needed only with peers; a DNS label")
+	fs.DurationVar(&o.PeerProbe, "peer-probe-interval", o.PeerProbe, "how often each peer cluster's API server is read to tell whether it is up (kmp_peer_up), and the peers' ledgers compared with what this cluster's objects carry (cross-cluster collisions)")
 	return func() error {
 		var err error
 		if o.PodNamespaces, err = scope.ParseMode(podMode); err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -50,6 +52,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
+	"github.com/kubemacpool/kubemacpool/internal/peers"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/scope"
 	"github.com/kubemacpool/kubemacpool/internal/tlsconfig"
@@ -148,6 +151,14 @@ type Options struct {
 	// renewal: the leader releases a dead replica's stock this long after
 	// it last saw the heartbeat, plus the reservation grace.
 	StockHeartbeat time.Duration
+
+	// ClusterName is this cluster's name among its peer clusters (the
+	// clusters sharing its L2 networks, listed as Secrets labelled
+	// kubemacpool.io/peer); empty: peers are refused.
+	ClusterName string
+	// PeerProbe is how often each peer's API server is read (up or down),
+	// and the peers' ledgers compared with what objects here carry.
+	PeerProbe time.Duration
 }
 
 // ServiceName is the Service the API server calls the webhook through.
@@ -206,6 +217,7 @@ func Defaults() Options {
 		ReplicaName:            defaultReplicaName(),
 		StockMax:               512,
 		StockHeartbeat:         30 * time.Second,
+		PeerProbe:              5 * time.Second,
 	}
 }
 
@@ -262,6 +274,14 @@ func (o Options) Validate() error {
 	}
 	if o.KubeVirtPoll <= 0 {
 		errs = append(errs, fmt.Errorf("KubeVirt poll interval must be positive, got %s", o.KubeVirtPoll))
+	}
+	if o.ClusterName != "" {
+		if msgs := validation.IsDNS1123Label(o.ClusterName); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--cluster-name %q is not a DNS label: %s", o.ClusterName, strings.Join(msgs, "; ")))
+		}
+	}
+	if o.PeerProbe <= 0 {
+		errs = append(errs, fmt.Errorf("--peer-probe-interval must be positive, got %s", o.PeerProbe))
 	}
 	return errors.Join(errs...)
 }
@@ -388,11 +408,27 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	// block), in order and after the index has the change, from a
 	// goroutine of its own: no index calls another under its lock.
 	changes := holders.NewStream()
+	// The peer clusters' ledgers: what they hold is held here, and new
+	// MACs come only from this cluster's share of the blocks.
+	peerSet := &peers.Set{
+		Cache: mgr.GetCache(), Namespace: o.Namespace, Self: o.ClusterName, Scheme: mgr.GetScheme(),
+		Recorder: recorder, Log: log.WithName("peers"), Probe: o.PeerProbe,
+		OnChange: func(m mac.MAC) { changes.Publish(holders.Change{MAC: m, Kind: holders.Peer}) },
+		OnSplit:  func(s peers.Split) { macPool.SetShare(s) },
+		Leading:  func() bool { return isClosed(mgr.Elected()) },
+	}
+	macPool.WatchPeers(peerSet)
 	changes.Subscribe(func(c holders.Change) {
-		if c.Kind == holders.Reserved {
+		switch c.Kind {
+		case holders.Reserved:
 			macPool.SetReserved(c.MAC, c.On)
-		} else {
+		case holders.Carried:
 			macPool.SetCarried(c.MAC, c.On)
+		case holders.Peer:
+			// Asked now, after the peer's index has the change: several
+			// peers may hold one MAC.
+			macPool.SetPeerHeld(c.MAC, peerSet.Holds(c.MAC))
+			return
 		}
 		repairer.Notify(c.MAC)
 	})
@@ -472,6 +508,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		case !carrierFeed.Synced():
 			return carrierFeed.NotSyncedReason()
 		}
+		if err := peerSet.Settled(); err != nil {
+			return err
+		}
 		caughtUpOnce.Do(func() { caughtUp = changes.CaughtUp() })
 		if !caughtUp() {
 			return errors.New("the pool has not heard of every MAC the indexes hold yet")
@@ -479,7 +518,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil
 	})
 	metrics.Register(poolNumbers{pool: macPool, ledger: book, carried: carried})
-	for _, r := range append([]manager.Runnable{changes, book, rangeLoader, carrierFeed, heartbeats, collector}, stockRunnables...) {
+	for _, r := range append([]manager.Runnable{changes, book, rangeLoader, carrierFeed, heartbeats, collector, peerSet,
+		&peers.Collisions{Peers: peerSet, Carried: carried, Recorder: recorder, Log: log.WithName("peer-collisions"), Every: o.PeerProbe}},
+		stockRunnables...) {
 		if err := mgr.Add(r); err != nil {
 			return nil, err
 		}
@@ -559,6 +600,16 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// isClosed reports whether ch is closed (a leader's Elected channel).
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // logChanges wraps a readiness check so that each change of its answer is

@@ -159,6 +159,32 @@ var (
 	})
 )
 
+var (
+	// PeerUp is 1 while a peer cluster's API server answers for its
+	// ledger, 0 while it does not (its last known entries stay held).
+	PeerUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kmp_peer_up",
+		Help: "1 while the peer cluster's API server answers this replica's reads of its MAC blocks, 0 while it does not (its last known entries stay held here, admissions go on).",
+	}, []string{"peer"})
+	// PeerEntries is how many entries of a peer's ledger this replica
+	// holds as held here.
+	PeerEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kmp_peer_entries",
+		Help: "Entries of the peer cluster's ledger as this replica last saw them: MACs never handed out here.",
+	}, []string{"peer"})
+	// PeerConfigInvalid is 1 for a peer Secret that was refused.
+	PeerConfigInvalid = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kmp_peer_config_invalid",
+		Help: "1 while a Secret labelled kubemacpool.io/peer is refused (see its events and kubemacpool's log for why); absent otherwise.",
+	}, []string{"secret"})
+	// PeerCollisions counts MACs that objects of this cluster carry while
+	// a peer cluster's ledger holds them for another object.
+	PeerCollisions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kmp_peer_mac_collisions",
+		Help: "MACs carried by objects of this cluster that a peer cluster's ledger holds for another object (reported as MACCollision events on the objects here).",
+	}, []string{"peer"})
+)
+
 // PoolStats is what the pool gauges read at scrape time.
 type PoolStats interface {
 	// Size is the number of allocatable MACs, Held how many of them are
@@ -200,6 +226,7 @@ func Register(pool PoolStats) {
 	collectors := []prometheus.Collector{
 		Allocations, AdmissionDuration, Adoptions, Releases, ExpiredReservations, RangeConfigErrors, RangeConfigInvalid, RangeConfigMissing, Collisions, NetworkStatusIgnored, CarriedIgnored, NotApplied,
 		LedgerWrites, LedgerBatch, AllocationSource, StockRefills, StockReowns, StockReleased,
+		PeerUp, PeerEntries, PeerConfigInvalid, PeerCollisions,
 		gauge("kmp_stock_macs", "MACs in this replica's stock, ready to hand out without an API call.",
 			func() float64 { f, _ := stockNumbers(); return f }),
 		gauge("kmp_stock_handed_waiting", "MACs this replica handed out from its stock whose object has not been seen carrying them yet.",

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,12 +41,20 @@ type ExhaustedError struct {
 	Held  uint64
 	// Excluding says EXCLUDED_MACS took addresses out of Size.
 	Excluding bool
+	// Share names the clusters the blocks are split with, when it is this
+	// cluster's share that has no free MAC.
+	Share []string
 }
 
 func (e *ExhaustedError) Error() string {
 	excluded := ""
 	if e.Excluding {
 		excluded = " (the MACs EXCLUDED_MACS lists are not counted)"
+	}
+	if len(e.Share) > 0 {
+		return fmt.Sprintf("no free MAC address in this cluster's share of range %s: its blocks are split between clusters %s, and this cluster picks only in its own blocks that no peer holds MACs in "+
+			"(%d of the %d allocatable addresses are held%s); delete objects that hold MACs or widen the range in the range ConfigMap of every cluster",
+			e.Range, strings.Join(e.Share, ", "), e.Held, e.Size, excluded)
 	}
 	return fmt.Sprintf("no free MAC address in range %s: all %d allocatable addresses are held%s (%d held); "+
 		"delete objects that hold MACs or widen the range in the range ConfigMap", e.Range, e.Size, excluded, e.Held)
@@ -137,6 +146,9 @@ type Pool struct {
 	grace      time.Duration
 	// stock is what this replica holds ahead for admissions (nil: none).
 	stock *stock
+	// peers are the ledgers of the peer clusters (nil: none); share says
+	// in which blocks this cluster picks new MACs (nil: all).
+	peers PeerLedgers
 
 	mu     sync.Mutex
 	loaded bool
@@ -145,6 +157,25 @@ type Pool struct {
 	cursor uint64
 	// marks has every MAC the cluster holds, in range or not, and why.
 	marks map[mac.MAC]mark
+	share Share
+	// peerBlocks counts, per block, the MACs that peer clusters hold in
+	// it: new MACs are picked only in blocks where no peer holds any.
+	peerBlocks map[mac.MAC]int
+}
+
+// PeerLedgers are the entries peer clusters hold (peers.Set).
+type PeerLedgers interface {
+	Of(m mac.MAC) []holders.PeerEntry
+}
+
+// Share says in which blocks this cluster picks new MACs (peers.Split).
+type Share interface {
+	// Mine reports whether this cluster picks new MACs in m's block.
+	Mine(m mac.MAC) bool
+	// Names are the clusters sharing the blocks.
+	Names() []string
+	// Alone says no other cluster shares them.
+	Alone() bool
 }
 
 // mark says why a MAC is held; a MAC leaves the index when all are gone.
@@ -154,13 +185,59 @@ const (
 	reserved mark = 1 << iota // the ledger has an entry for it
 	carried                   // an object carries it
 	picked                    // a request on this replica is reserving it
+	peerHeld                  // a peer cluster's ledger has an entry for it
 )
 
 // New returns a pool that reserves in l, timing entries by clk. It is not
 // ready until SetRange is called.
 func New(l *ledger.Ledger, clk clock.PassiveClock) *Pool {
-	return &Pool{ledger: l, clock: clk, marks: map[mac.MAC]mark{}}
+	return &Pool{ledger: l, clock: clk, marks: map[mac.MAC]mark{}, peerBlocks: map[mac.MAC]int{}}
 }
+
+// WatchPeers makes Reserve refuse explicit MACs that peer clusters hold
+// and skip automatic ones they hold; SetPeerHeld keeps the candidate index
+// in step, SetShare says where new MACs may be picked.
+func (p *Pool) WatchPeers(l PeerLedgers) { p.peers = l }
+
+// SetShare makes new MACs come only from the blocks share gives this
+// cluster; nil: every block.
+func (p *Pool) SetShare(share Share) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if share != nil && share.Alone() {
+		share = nil
+	}
+	p.share = share
+}
+
+// SetPeerHeld records that some peer cluster holds m (or none does any
+// more). The change stream calls it, with what the peers' index says now.
+func (p *Pool) SetPeerHeld(m mac.MAC, held bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if was := p.marks[m]&peerHeld != 0; was == held {
+		return
+	}
+	p.setMarkLocked(m, peerHeld, held)
+	start := ledger.BlockStart(m)
+	if held {
+		p.peerBlocks[start]++
+	} else if p.peerBlocks[start]--; p.peerBlocks[start] <= 0 {
+		delete(p.peerBlocks, start)
+	}
+}
+
+// pickableLocked reports whether new MACs may be picked in m's block: the
+// split gives it to this cluster, and no peer holds anything in it.
+func (p *Pool) pickableLocked(m mac.MAC) bool {
+	if p.share == nil {
+		return true
+	}
+	return p.share.Mine(m) && p.peerBlocks[ledger.BlockStart(m)] == 0
+}
+
+// peerHolds reports whether a peer cluster's ledger holds m.
+func (p *Pool) peerHolds(m mac.MAC) bool { return p.peers != nil && len(p.peers.Of(m)) > 0 }
 
 // LimitPending makes Reserve refuse a request that would leave more than
 // max reservations of one namespace waiting for their objects: reserved
@@ -341,15 +418,33 @@ func (p *Pool) candidate() (mac.MAC, error) {
 	if p.held.Len() >= size {
 		return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len(), Excluding: len(p.alloc.Excluded()) > len(mac.Reserved)}
 	}
-	i, ok := p.held.NextFree(p.cursor)
-	if !ok {
-		i, _ = p.held.NextFree(0) // wrap around: Len < size, so one exists
+	for skips := uint64(0); ; skips++ {
+		i, ok := p.held.NextFree(p.cursor)
+		if !ok {
+			i, _ = p.held.NextFree(0) // wrap around: Len < size, so one exists
+		}
+		m := p.alloc.At(i)
+		if !p.pickableLocked(m) {
+			// Another cluster's block, or one a peer holds MACs in: go on
+			// from the next block. Each turn passes a whole block, so a
+			// turn round the range is bounded by its blocks.
+			if skips > min(size/ledger.BlockSize+2, maxShareSkips) {
+				return 0, &ExhaustedError{Range: p.alloc.Range(), Size: size, Held: p.held.Len(),
+					Excluding: len(p.alloc.Excluded()) > len(mac.Reserved), Share: p.share.Names()}
+			}
+			p.cursor = (i + uint64(ledger.BlockStart(m)+ledger.BlockSize-m)) % size
+			continue
+		}
+		p.cursor = (i + 1) % size
+		p.setMarkLocked(m, picked, true)
+		return m, nil
 	}
-	p.cursor = (i + 1) % size
-	m := p.alloc.At(i)
-	p.setMarkLocked(m, picked, true)
-	return m, nil
 }
+
+// maxShareSkips bounds the blocks one candidate passes over looking for
+// one of this cluster's: with peers, about one block in as many as there
+// are clusters is this one's, so only a share that is full gets near it.
+const maxShareSkips = 1 << 16
 
 // Done unmarks the picks of a request once it has been answered: what it
 // reserved is held by its ledger entries from then on.
@@ -390,7 +485,11 @@ func (p *Pool) judge(m mac.MAC, r Request, entry *v1alpha1.MACBlockEntry) holder
 	if p.carried != nil {
 		cs = p.carried.Of(m)
 	}
-	return holders.MayTake(r.ask(), holders.Facts{MAC: m, Entry: entry, Carriers: cs})
+	var ps []holders.PeerEntry
+	if p.peers != nil {
+		ps = p.peers.Of(m)
+	}
+	return holders.MayTake(r.ask(), holders.Facts{MAC: m, Entry: entry, Carriers: cs, Peers: ps})
 }
 
 // indexedEntry is the ledger index's entry for m, or nil.
@@ -608,10 +707,10 @@ func (p *Pool) reserveIn(r Request, res *Result, ws []*want) ledger.Change {
 			}
 			held := ledger.Find(b, off)
 			if !w.explicit {
-				if held != nil || p.Carried(w.mac) {
-					// Another replica was first, or an object carries it
-					// (the marks hear of carriers a moment after the
-					// index): pick again.
+				if held != nil || p.Carried(w.mac) || p.peerHolds(w.mac) {
+					// Another replica was first, or an object or a peer
+					// cluster holds it (the marks hear of them a moment
+					// after the indexes): pick again.
 					w.lost = true
 					continue
 				}

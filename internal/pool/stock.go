@@ -163,7 +163,8 @@ func (p *Pool) takeStock(r Request, s Slot) (mac.MAC, bool) {
 
 // stockUsable reports whether stock MAC m may be handed out: the ledger
 // still holds it for this incarnation, it is allocatable in the range in
-// force (excluded ones are not), and no object carries it.
+// force (excluded ones are not), and no object, nor any peer cluster,
+// holds it.
 func (p *Pool) stockUsable(m mac.MAC, owner v1alpha1.Owner) bool {
 	if e, ok := p.ledger.Lookup(m); !ok || e.Owner != owner {
 		return false
@@ -171,7 +172,7 @@ func (p *Pool) stockUsable(m mac.MAC, owner v1alpha1.Owner) bool {
 	p.mu.Lock()
 	_, allocatable := p.alloc.IndexOf(m)
 	p.mu.Unlock()
-	return allocatable && !p.Carried(m)
+	return allocatable && !p.Carried(m) && !p.peerHolds(m)
 }
 
 // hand records that m went to h.owner.

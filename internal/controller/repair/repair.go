@@ -429,7 +429,7 @@ func (r *Reconciler) report(log logr.Logger, j *judged) {
 		c := d.Carrier
 		log.Info("MAC carried without an entry of its own; adopted", "case", d.Case, "mac", j.mac.String(), "carrier", c.Object.String(), "for", c.For.String())
 		if r.adoptedEvents.TryAccept() {
-			r.Recorder.Eventf(reference(c.Object), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
+			r.Recorder.Eventf(c.Object.Reference(), nil, corev1.EventTypeNormal, "MACAdopted", "Adopt",
 				"MAC %s was carried without a reservation; kubemacpool now holds it for %s", j.mac, c.For)
 		}
 	case Release:
@@ -440,7 +440,7 @@ func (r *Reconciler) report(log logr.Logger, j *judged) {
 		log.Info("reservation not used within the grace period; released", "case", d.Case, "mac", j.mac.String(), "owner", ownerString(j.entry.Owner))
 		o := j.entry.Owner
 		if r.expiredEvents.TryAccept() {
-			r.Recorder.Eventf(reference(carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}), nil,
+			r.Recorder.Eventf((carriers.Ref{Kind: o.Kind, Namespace: o.Namespace, Name: o.DisplayName(), UID: o.UID}).Reference(), nil,
 				corev1.EventTypeWarning, "ReservationExpired", "Release",
 				"MAC %s was reserved for %s, which was not seen carrying it within %s (refused by a later admission step, or abandoned); released",
 				j.mac, ownerString(o), r.Grace)
@@ -474,9 +474,9 @@ func (r *Reconciler) reportCollisions(m mac.MAC, d Decision) {
 	r.mu.Unlock()
 	for _, c := range fresh {
 		h := d.Holder
-		r.Recorder.Eventf(reference(h.Object), reference(c.Object), corev1.EventTypeWarning, "MACCollision", "Collide",
+		r.Recorder.Eventf(h.Object.Reference(), c.Object.Reference(), corev1.EventTypeWarning, "MACCollision", "Collide",
 			"MAC %s is also carried by %s; two interfaces with one MAC on a network break both", m, c.Object)
-		r.Recorder.Eventf(reference(c.Object), reference(h.Object), corev1.EventTypeWarning, "MACCollision", "Collide",
+		r.Recorder.Eventf(c.Object.Reference(), h.Object.Reference(), corev1.EventTypeWarning, "MACCollision", "Collide",
 			"MAC %s is also carried by %s; two interfaces with one MAC on a network break both", m, h.Object)
 	}
 }
@@ -764,19 +764,6 @@ func (r *Reconciler) firstSeen(m mac.MAC, e *v1alpha1.MACBlockEntry, now time.Ti
 		r.seen[m] = s
 	}
 	return s.at
-}
-
-// reference is an event's regarding object for ref.
-func reference(ref carriers.Ref) *corev1.ObjectReference {
-	apiVersion := "v1"
-	switch ref.Kind {
-	case carriers.Pod:
-	case sticky.Kind:
-		apiVersion = appsv1.SchemeGroupVersion.String()
-	default:
-		apiVersion = kubevirtv1.SchemeGroupVersion.String()
-	}
-	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, UID: ref.UID}
 }
 
 func ownerString(o v1alpha1.Owner) string {
