@@ -161,6 +161,16 @@ func (e *Env) Kubeconfig() ([]byte, error) {
 	return user.KubeConfig()
 }
 
+// UserKubeconfig returns a kubeconfig for a user that may do only what RBAC
+// grants it (a peer cluster's read-only reader, say).
+func (e *Env) UserKubeconfig(name string) ([]byte, error) {
+	user, err := e.env.AddUser(envtest.User{Name: name}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
 // RestartEtcd stops etcd and starts it again on the same data and address,
 // as after an etcd crash or upgrade. Start the Env with EtcdDataDir.
 func (e *Env) RestartEtcd(down time.Duration) error {
