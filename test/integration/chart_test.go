@@ -26,6 +26,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubemacpool/kubemacpool/internal/peers"
 	"github.com/kubemacpool/kubemacpool/internal/pool"
 	"github.com/kubemacpool/kubemacpool/internal/testenv"
 )
@@ -138,6 +139,19 @@ func expectSameObjects(t testing.TB, chart, kustomized string) {
 			delete(fromKustomize, key)
 		}
 	}
+	// kustomize folds a Secret's long base64 values over lines, Helm does
+	// not: the same bytes either way.
+	for _, objs := range []map[string]map[string]any{fromChart, fromKustomize} {
+		for _, o := range objs {
+			if data, ok := o["data"].(map[string]any); ok && o["kind"] == "Secret" {
+				for k, v := range data {
+					if s, ok := v.(string); ok {
+						data[k] = strings.Join(strings.Fields(s), "")
+					}
+				}
+			}
+		}
+	}
 	var problems []string
 	for key, want := range fromKustomize {
 		got, ok := fromChart[key]
@@ -166,7 +180,8 @@ func TestChartLints(t *testing.T) {
 	for _, set := range [][]string{
 		nil,
 		{"namespaces.pods=opt-in,namespaces.vms=opt-in,certs.mode=cert-manager,replicas=3",
-			"metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,networkPolicy.webhookSources={10.0.0.0/24}"},
+			"metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,networkPolicy.webhookSources={10.0.0.0/24}",
+			"clusterName=west,peers[0].name=east,peers[0].kubeconfig=x,peers[1].name=north,peers[1].existingSecret=peer-north"},
 	} {
 		args := []string{"lint", "--strict", chartDir, "--namespace", "kubemacpool-system"}
 		for _, s := range set {
@@ -205,6 +220,15 @@ func TestChartMatchesKustomize(t *testing.T) {
 			expectSameObjects(t, helmTemplate(t, "kubemacpool-system", c.set...), c.kustomized(t))
 		})
 	}
+	t.Run("peers", func(t *testing.T) {
+		args := []string{"template", "kubemacpool", chartDir, "--namespace", "kubemacpool-system", "--set", "clusterName=west,peers[0].name=east",
+			"--set-file", "peers[0].kubeconfig=" + filepath.Join(env.Root, "config/components/peers/east.kubeconfig")}
+		chart, err := helm(t, args...)
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, chart)
+		}
+		expectSameObjects(t, chart, kustomizeWithComponent(t, "config/components/peers"))
+	})
 	// The CRD the chart ships is the generated one (make generate copies it).
 	generated, err := os.ReadFile(filepath.Join(env.Root, "config/crd/bases/kubemacpool.io_macblocks.yaml"))
 	NewWithT(t).Expect(err).NotTo(HaveOccurred())
@@ -283,6 +307,27 @@ func TestChartValues(t *testing.T) {
 	out, err := helm(t, "template", "kubemacpool", chartDir)
 	g.Expect(err).To(HaveOccurred(), "rendered in the default namespace:\n%s", out)
 	g.Expect(out).To(ContainSubstring("install kubemacpool in a namespace of its own"))
+	// Peers: the cluster's name as a flag, a labelled Secret per peer given
+	// a kubeconfig; peers without a cluster name are refused.
+	peered := objectsOf(t, helmTemplate(t, "kubemacpool-system",
+		"clusterName=west,peers[0].name=east,peers[0].kubeconfig=apiVersion: v1,peers[1].name=north,peers[1].existingSecret=mine"))
+	fromObject(t, peered["apps/v1 Deployment kubemacpool-system/kubemacpool-mac-controller-manager"], &d)
+	g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--cluster-name=west"))
+	var peerSecret corev1.Secret
+	fromObject(t, peered["v1 Secret kubemacpool-system/kubemacpool-peer-east"], &peerSecret)
+	g.Expect(peerSecret.Labels).To(HaveKeyWithValue(peers.Label, "east"))
+	g.Expect(peerSecret.Data).To(HaveKeyWithValue(peers.KubeconfigKey, []byte("apiVersion: v1")))
+	g.Expect(peered).NotTo(HaveKey(ContainSubstring("kubemacpool-peer-north")), "a Secret kept by the user is not made by the chart")
+	for _, c := range []struct{ set, says string }{
+		{"peers[0].name=east,peers[0].kubeconfig=x", "peers need clusterName"},
+		{"clusterName=west,peers[0].name=west,peers[0].kubeconfig=x", "has this cluster's own name"},
+		{"clusterName=west,peers[0].name=east", "at '/peers/0'"},
+		{"clusterName=West", "at '/clusterName'"},
+	} {
+		out, err := helm(t, "template", "kubemacpool", chartDir, "--namespace", "kubemacpool-system", "--set", c.set)
+		g.Expect(err).To(HaveOccurred(), "--set %s rendered:\n%s", c.set, out)
+		g.Expect(out).To(ContainSubstring(c.says), "--set %s", c.set)
+	}
 	// A numeric tag given with --set is a tag, not a refusal.
 	numeric := objectsOf(t, helmTemplate(t, "kubemacpool-system", "image.tag=1.2"))
 	fromObject(t, numeric["apps/v1 Deployment kubemacpool-system/kubemacpool-mac-controller-manager"], &d)

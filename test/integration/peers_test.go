@@ -195,7 +195,7 @@ func TestPeerClusters(t *testing.T) {
 	}
 	restart, err := east.env.KillAPIServer()
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(30*time.Second).
+	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(30 * time.Second).
 		Should(HaveKeyWithValue(`kmp_peer_up{peer="east"}`, 0.0))
 	g.Expect(scrape(g, west.metrics)).To(HaveKeyWithValue(`kmp_peer_entries{peer="east"}`, float64(len(eastHeld))),
 		"west forgot what east held when it went down")
@@ -214,7 +214,7 @@ func TestPeerClusters(t *testing.T) {
 	g.Expect(err).To(MatchError(ContainSubstring("in use in cluster east")), "a MAC east held is given while east is down")
 
 	g.Expect(restart()).To(Succeed())
-	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(60*time.Second).
+	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(60 * time.Second).
 		Should(HaveKeyWithValue(`kmp_peer_up{peer="east"}`, 1.0))
 }
 
@@ -307,7 +307,7 @@ func TestInvalidPeerSecretRefused(t *testing.T) {
 	}
 	g.Expect(env.Client.Create(ctx, secret)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, secret) })
-	g.Eventually(func() map[string]float64 { return scrape(g, addr) }).WithTimeout(30*time.Second).
+	g.Eventually(func() map[string]float64 { return scrape(g, addr) }).WithTimeout(30 * time.Second).
 		Should(HaveKeyWithValue(`kmp_peer_config_invalid{secret="peer-broken"}`, 1.0))
 	g.Eventually(func() []string {
 		var notes []string
@@ -323,7 +323,7 @@ func TestInvalidPeerSecretRefused(t *testing.T) {
 	g.Expect(macsOf(t, stored)).To(HaveLen(1))
 	// Fixed: the refusal ends.
 	g.Expect(env.Client.Delete(ctx, secret)).To(Succeed())
-	g.Eventually(func() map[string]float64 { return scrape(g, addr) }).WithTimeout(30*time.Second).
+	g.Eventually(func() map[string]float64 { return scrape(g, addr) }).WithTimeout(30 * time.Second).
 		ShouldNot(HaveKey(`kmp_peer_config_invalid{secret="peer-broken"}`))
 }
 
