@@ -233,7 +233,7 @@ func Register(pool PoolStats) {
 			func() float64 { _, h := stockNumbers(); return h }),
 		gauge("kmp_pool_size", "Allocatable MACs in the range in force (multicast, EXCLUDED_MACS, KubeVirt's in-pod bridge MAC and, unless allowed, universally administered MACs excluded).",
 			func() float64 { s, _, _ := poolNumbers(); return s }),
-		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held: reserved, or carried by a pod, VM or VMI.",
+		gauge("kmp_pool_held", "Allocatable MACs of the range in force that are held: reserved, carried by a pod, VM or VMI, or held by a peer cluster.",
 			func() float64 { _, h, _ := poolNumbers(); return h }),
 		gauge("kmp_reservations_pending", "MACs reserved at admission whose object has not been seen carrying them yet.",
 			func() float64 { _, _, p := poolNumbers(); return p }),

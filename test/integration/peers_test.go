@@ -177,6 +177,16 @@ func TestPeerClusters(t *testing.T) {
 		taken, holder = m, names[0]
 		break
 	}
+	// A stock MAC is passed to its pod within seconds (until then the
+	// refusal names east's replica that holds it in stock).
+	g.Eventually(func() string {
+		for _, e := range allEntriesOn(g, east.env.Client) {
+			if e.MAC == taken {
+				return e.Owner.Name
+			}
+		}
+		return ""
+	}).WithTimeout(30 * time.Second).Should(Equal(holder))
 	err := west.env.Client.Create(ctx, pod("peers", "wants-easts", fmt.Sprintf(`[{"name":"net1","mac":"%s"}]`, taken)))
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring(fmt.Sprintf("MAC address %s is already in use in cluster east by Pod peers/%s", taken, holder)))
@@ -186,6 +196,9 @@ func TestPeerClusters(t *testing.T) {
 	g.Expect(cli.Who(ctx, west.env.Client, managerNamespace, taken.String(), &who)).To(Succeed())
 	g.Expect(who.String()).To(ContainSubstring("Held in cluster east by:"))
 	g.Expect(who.String()).To(ContainSubstring("Pod peers/" + holder))
+	var status bytes.Buffer
+	g.Expect(cli.Status(ctx, west.env.Client, managerNamespace, &status)).To(Succeed())
+	g.Expect(status.String()).To(MatchRegexp(`Peer east:\s+%d MACs held there, in \d+ MAC blocks`, len(allEntriesOn(g, east.env.Client))))
 
 	// East's API server goes down: west shows it, keeps serving, and hands
 	// out nothing east was last seen holding.
@@ -251,8 +264,6 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 	}
 	g.Expect(len(before)).To(BeNumerically(">=", 3))
 	t.Logf("%d MACs carried in both clusters before they are peers", len(before))
-	// Both clusters pick wherever they like until now; wait for every
-	// entry of their admissions before linking them.
 	link(t, west, east)
 
 	for _, c := range []*peerCluster{west, east} {
@@ -273,6 +284,11 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 			}).WithTimeout(30*time.Second).Should(ContainElement(ContainSubstring(
 				fmt.Sprintf("is also held in peer cluster %s by Pod peers/%s", other, name))), "no collision event on %s's pod %s", c.name, name)
 		}
+	}
+	var listed bytes.Buffer
+	g.Expect(cli.Collisions(ctx, west.env.Client, managerNamespace, &listed)).To(Succeed())
+	for m := range before {
+		g.Expect(listed.String()).To(MatchRegexp(`%s\s+Pod peers/\S+\s+east\s+Pod peers/`, m), "kubemacpool collisions does not list %s", m)
 	}
 
 	// New pods in both at once: no new MAC carried in both.
