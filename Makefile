@@ -7,7 +7,7 @@ BIN := $(CURDIR)/bin
 CONTROL_PLANE := $(BIN)/k8s
 
 .PHONY: node e2e all build test unit integration control-plane helm generate fmt vet bench fuzz clean dist \
-	run cluster-up cluster-sync cluster-down local release image bench-scale
+	run cluster-up cluster-sync cluster-down local release image bench-scale bench-peer
 
 all: build
 
@@ -154,6 +154,12 @@ bench: build control-plane
 # minutes. BENCH_ARGS adds flags (-vms 0 for pods only, -startup-cpu FILE).
 bench-scale: build control-plane
 	$(GO) run ./hack/bench -seq 100 -concurrent 500 -pods 50000 -vms 50000 $(BENCH_ARGS)
+
+# The cost of one peer cluster: the pod series again with a second control
+# plane listed as kubemacpool's peer, its ledger holding 20,000 entries,
+# beside the same run's series without it (and the start-up measure, small).
+bench-peer: build control-plane
+	$(GO) run ./hack/bench -seq 200 -concurrent 1000 -pods 1000 -vms 1000 -peer-entries 20000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

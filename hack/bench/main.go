@@ -71,6 +71,7 @@ type options struct {
 	restartCPU        string // where to write a CPU profile of its restart with every MAC in the ledger; "" for none
 	startupCPUSeconds int
 	kmpArgs           flagList // more flags for kubemacpool
+	peerEntries       int      // entries in a peer cluster's ledger for the peer series; 0: no peer series
 }
 
 // flagList is a repeatable string flag.
@@ -93,6 +94,7 @@ func main() {
 	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
 	flag.StringVar(&o.restartCPU, "restart-cpu", "", "write a CPU profile of kubemacpool's restart with every MAC in the ledger (the restart measure's ready), over -startup-cpu-seconds from the process start, to this file")
 	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu and -restart-cpu profiles last")
+	flag.IntVar(&o.peerEntries, "peer-entries", 0, "also run the pod series with one peer cluster (a second control plane) whose ledger holds this many entries, beside the same run's figures without it; 0: no peer series")
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
@@ -129,6 +131,10 @@ type bench struct {
 	plainCreate summary
 	table       table
 	pprofAddr   string // kubemacpool's /debug/pprof, with -heap, -cpu or -startup-cpu
+	metricsAddr string // kubemacpool's plain-HTTP metrics, with -peer-entries
+	// variant names the series being run in namespaces and table rows: ""
+	// for the plain ones, " with one peer ..." for the peer series.
+	variant, variantNS string
 }
 
 func run(ctx context.Context, o options) (t *table, err error) {
@@ -173,7 +179,16 @@ func run(ctx context.Context, o options) (t *table, err error) {
 		}
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	kmp, err := newKubemacpool(env, binary, workDir, logPath, pprofAddr, o.kmpArgs)
+	metricsAddr, extra := "", o.kmpArgs
+	if o.peerEntries > 0 {
+		port, err := testenv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		metricsAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		extra = append(append(flagList{}, extra...), "--cluster-name="+benchCluster, "--metrics-bind-address="+metricsAddr, "--metrics-secure=false")
+	}
+	kmp, err := newKubemacpool(env, binary, workDir, logPath, pprofAddr, extra)
 	if err != nil {
 		return nil, err
 	}
@@ -183,13 +198,18 @@ func run(ctx context.Context, o options) (t *table, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{ctx: ctx, c: env.Client, api: dc.RESTClient(), o: o, kmp: kmp, pprofAddr: pprofAddr}
+	b := &bench{ctx: ctx, c: env.Client, api: dc.RESTClient(), o: o, kmp: kmp, pprofAddr: pprofAddr, metricsAddr: metricsAddr}
 	b.table.title = fmt.Sprintf("kubemacpool benchmarks (GOMAXPROCS=%d, %s)", runtime.GOMAXPROCS(0), cpuModel())
 	if err := b.start(); err != nil {
 		return nil, err
 	}
 	for _, w := range []workload{pods, vms} {
 		if err := b.admission(w); err != nil {
+			return nil, err
+		}
+	}
+	if o.peerEntries > 0 {
+		if err := b.withPeer(); err != nil {
 			return nil, err
 		}
 	}
@@ -261,11 +281,11 @@ func (b *bench) namespace(name string, labels map[string]string) (string, error)
 // (served namespace) and without it (ignored namespace): sequentially for
 // latency, then from b.o.workers goroutines for throughput.
 func (b *bench) admission(w workload) error {
-	served, err := b.namespace("bench-"+strings.ToLower(w.name), nil)
+	served, err := b.namespace("bench-"+strings.ToLower(w.name)+b.variantNS, nil)
 	if err != nil {
 		return err
 	}
-	ignored, err := b.namespace("bench-"+strings.ToLower(w.name)+"-ignored", map[string]string{w.ignore: "ignore"})
+	ignored, err := b.namespace("bench-"+strings.ToLower(w.name)+b.variantNS+"-ignored", map[string]string{w.ignore: "ignore"})
 	if err != nil {
 		return err
 	}
@@ -309,18 +329,18 @@ func (b *bench) admission(w workload) error {
 	}
 
 	s, i := seqServed, seqIgnored
-	b.table.add(fmt.Sprintf("%s create, sequential, %s: p50 / p99", w.name, w.shape),
+	b.row(fmt.Sprintf("%s create, sequential, %s: p50 / p99", w.name, w.shape),
 		fmt.Sprintf("%s / %s vs %s / %s without the webhook = %s / %s", ms(s.p50), ms(s.p99), ms(i.p50), ms(i.p99), percent(s.p50, i.p50), percent(s.p99, i.p99)), "")
-	b.table.add(fmt.Sprintf("added admission latency (%ss), sequential: p50 / p99", w.name),
+	b.row(fmt.Sprintf("added admission latency (%ss), sequential: p50 / p99", w.name),
 		fmt.Sprintf("%s / %s (served minus no-webhook namespace)", ms(s.p50-i.p50), ms(s.p99-i.p99)), w.targets.added)
-	b.table.add(fmt.Sprintf("API writes per %s besides its own, sequential", w.name),
+	b.row(fmt.Sprintf("API writes per %s besides its own, sequential", w.name),
 		fmt.Sprintf("%s vs %s without the webhook", s.writes, i.writes), w.targets.seqWrites)
 	cs, ci := conServed, conIgnored
-	b.table.add(fmt.Sprintf("%s create, %d concurrent, %s: throughput", w.name, b.o.workers, w.shape),
+	b.row(fmt.Sprintf("%s create, %d concurrent, %s: throughput", w.name, b.o.workers, w.shape),
 		fmt.Sprintf("%s vs %s without the webhook = %s", rate(cs.throughput), rate(ci.throughput), percent(cs.throughput, ci.throughput)), w.targets.throughput)
-	b.table.add(fmt.Sprintf("%s create, %d concurrent: p99", w.name, b.o.workers),
+	b.row(fmt.Sprintf("%s create, %d concurrent: p99", w.name, b.o.workers),
 		fmt.Sprintf("%s vs %s without the webhook = %s", ms(cs.p99), ms(ci.p99), percent(cs.p99, ci.p99)), "")
-	b.table.add(fmt.Sprintf("API writes per %s besides its own, %d concurrent", w.name, b.o.workers),
+	b.row(fmt.Sprintf("API writes per %s besides its own, %d concurrent", w.name, b.o.workers),
 		fmt.Sprintf("%s vs %s without the webhook", cs.writes, ci.writes), w.targets.conWrites)
 	return nil
 }
@@ -519,6 +539,9 @@ type table struct {
 func (t *table) add(label, value, target string) {
 	t.rows = append(t.rows, [3]string{label, value, target})
 }
+
+// row adds a row of the series being run, named with its variant.
+func (b *bench) row(label, value, target string) { b.table.add(label+b.variant, value, target) }
 
 func (t *table) print() {
 	fmt.Println(t.title)

@@ -415,7 +415,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		Recorder: recorder, Log: log.WithName("peers"), Probe: o.PeerProbe,
 		OnChange: func(m mac.MAC) { changes.Publish(holders.Change{MAC: m, Kind: holders.Peer}) },
 		OnSplit:  func(s peers.Split) { macPool.SetShare(s) },
-		Leading:  func() bool { return isClosed(mgr.Elected()) },
 	}
 	macPool.WatchPeers(peerSet)
 	changes.Subscribe(func(c holders.Change) {
@@ -600,16 +599,6 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	return inst, nil
-}
-
-// isClosed reports whether ch is closed (a leader's Elected channel).
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // logChanges wraps a readiness check so that each change of its answer is

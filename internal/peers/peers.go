@@ -56,9 +56,6 @@ type Set struct {
 	// OnSplit is told the split of the blocks whenever the set of peer
 	// names changes (and once at start).
 	OnSplit func(Split)
-	// Leading reports whether this replica leads (nil: always): only the
-	// leader records events, every replica sets its metrics.
-	Leading func() bool
 
 	mu      sync.Mutex
 	listed  bool
@@ -67,6 +64,9 @@ type Set struct {
 	refused map[string]string
 	split   *Split
 	wake    chan struct{}
+	// watching is peers then retired, current ones first by name, as of
+	// the last change: admissions read it without taking mu.
+	watching atomic.Pointer[[]*peer]
 }
 
 // peer is one peer cluster being watched.
@@ -183,6 +183,7 @@ func (s *Set) reconcile(ctx context.Context) {
 			s.peers[name] = s.startLocked(ctx, c)
 		}
 	}
+	s.publishLocked()
 	split := NewSplit(s.Self, names)
 	changed := s.split == nil || !slicesEqual(s.split.Names(), split.Names())
 	s.split = &split
@@ -231,7 +232,7 @@ func (s *Set) report(errs map[string]error) {
 }
 
 func (s *Set) event(secret, kind, reason, format string, args ...any) {
-	if s.Recorder == nil || (s.Leading != nil && !s.Leading()) {
+	if s.Recorder == nil {
 		return
 	}
 	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: s.Namespace, Name: secret}
@@ -354,6 +355,7 @@ func (s *Set) retire() {
 		}
 	}
 	s.retired = kept
+	s.publishLocked()
 	s.mu.Unlock()
 	for _, p := range stop {
 		s.stop(p)
@@ -391,6 +393,7 @@ func (s *Set) stopAll() {
 		all = append(all, p)
 	}
 	s.peers, s.retired = map[string]*peer{}, nil
+	s.publishLocked()
 	s.mu.Unlock()
 	for _, p := range all {
 		p.cancel()
@@ -400,14 +403,22 @@ func (s *Set) stopAll() {
 
 // watched is every peer watch whose entries count, current ones first.
 func (s *Set) watched() []*peer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if w := s.watching.Load(); w != nil {
+		return *w
+	}
+	return nil
+}
+
+// publishLocked makes the peers and retired watches of now what watched
+// returns. Callers hold s.mu.
+func (s *Set) publishLocked() {
 	out := make([]*peer, 0, len(s.peers)+len(s.retired))
 	for _, p := range s.peers {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return append(out, s.retired...)
+	out = append(out, s.retired...)
+	s.watching.Store(&out)
 }
 
 // Of is what the peers' ledgers hold for m, one entry per peer cluster.

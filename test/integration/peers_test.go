@@ -16,6 +16,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/cli"
@@ -44,8 +46,9 @@ const peerReaderUser = "kubemacpool-peer-reader"
 // otherwise link does it later.
 func twoPeerClusters(t *testing.T, start, end string, linked bool) (west, east *peerCluster) {
 	t.Helper()
-	west = &peerCluster{name: "west", env: ownControlPlane(t, testenv.Options{}, managerNamespace, "peers")}
-	east = &peerCluster{name: "east", env: ownControlPlane(t, testenv.Options{}, managerNamespace, "peers")}
+	withVMs := testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}}
+	west = &peerCluster{name: "west", env: ownControlPlane(t, withVMs, managerNamespace, "peers")}
+	east = &peerCluster{name: "east", env: ownControlPlane(t, withVMs, managerNamespace, "peers")}
 	for _, c := range []*peerCluster{west, east} {
 		g := NewWithT(t)
 		g.Expect(c.env.Client.Create(context.Background(), &corev1.ConfigMap{
@@ -191,6 +194,22 @@ func TestPeerClusters(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(err.Error()).To(ContainSubstring(fmt.Sprintf("MAC address %s is already in use in cluster east by Pod peers/%s", taken, holder)))
 
+	// Cross-cluster live migration: a VM of west that waits as the
+	// receiver of east's VM takes its MAC; any other VM of west is refused.
+	src := newVM("peers", "vm", iface{"a", "bridge", "net-a", ""})
+	g.Expect(east.env.Client.Create(ctx, src)).To(Succeed())
+	srcMAC := vmMACs(src)["a"]
+	g.Expect(srcMAC).NotTo(BeEmpty())
+	refusal := ContainSubstring(fmt.Sprintf("MAC address %s is already in use in cluster east by VirtualMachine peers/vm", srcMAC))
+	g.Eventually(func() error {
+		return west.env.Client.Create(ctx, newVM("peers", "not-a-receiver", iface{"a", "bridge", "net-a", srcMAC}), client.DryRunAll)
+	}).WithTimeout(30 * time.Second).Should(MatchError(refusal))
+	g.Expect(west.env.Client.Create(ctx, newVM("peers", "not-a-receiver", iface{"a", "bridge", "net-a", srcMAC}))).To(MatchError(refusal))
+	receiver := newVM("peers", "vm", iface{"a", "bridge", "net-a", srcMAC})
+	receiver.Spec.RunStrategy = ptr.To(kubevirtv1.RunStrategyWaitAsReceiver)
+	g.Expect(west.env.Client.Create(ctx, receiver)).To(Succeed())
+	g.Expect(vmMACs(receiver)["a"]).To(Equal(srcMAC))
+
 	// kubemacpool who shows what the peer holds.
 	var who bytes.Buffer
 	g.Expect(cli.Who(ctx, west.env.Client, managerNamespace, taken.String(), &who)).To(Succeed())
@@ -221,6 +240,9 @@ func TestPeerClusters(t *testing.T) {
 	}).WithTimeout(30 * time.Second).Should(ContainElement("PeerUnreachable"))
 	createPodsOn(t, west.env.Client, "while-east-down", 300)
 	for m, names := range carriedIn(g, west) {
+		if m.String() == srcMAC {
+			continue // the migration receiver's, asked for
+		}
 		g.Expect(eastHeld).NotTo(HaveKey(m), "west handed out %s to %v, which east held when it went down", m, names)
 	}
 	err = west.env.Client.Create(ctx, pod("peers", "wants-easts-while-down", fmt.Sprintf(`[{"name":"net1","mac":"%s"}]`, taken)))
