@@ -74,15 +74,7 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 	}
 	alloc, rangeErr := rangeconfig.Parse(data)
 
-	entries, blocks, err := ledgerEntries(ctx, c)
-	if err != nil {
-		return err
-	}
-	byMAC := map[mac.MAC]*v1alpha1.MACBlockEntry{}
-	for i := range entries {
-		byMAC[entries[i].MAC] = &entries[i].MACBlockEntry
-	}
-	carried, err := carriedMACs(ctx, c, func(m mac.MAC) *v1alpha1.MACBlockEntry { return byMAC[m] })
+	entries, blocks, carried, err := ledgerAndCarriers(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -166,6 +158,21 @@ func Status(ctx context.Context, c client.Client, namespace string, out io.Write
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\n", ns, n["Pod"], n["VirtualMachine"], n["VirtualMachineInstance"], n["Reserved"])
 	}
 	return w.Flush()
+}
+
+// ledgerAndCarriers lists the ledger's entries (and how many blocks hold
+// them) and what every object carries, with claims judged by those entries.
+func ledgerAndCarriers(ctx context.Context, c client.Client) ([]ledger.Entry, int, map[mac.MAC][]carriers.Carrier, error) {
+	entries, blocks, err := ledgerEntries(ctx, c)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	byMAC := map[mac.MAC]*v1alpha1.MACBlockEntry{}
+	for i := range entries {
+		byMAC[entries[i].MAC] = &entries[i].MACBlockEntry
+	}
+	carried, err := carriedMACs(ctx, c, func(m mac.MAC) *v1alpha1.MACBlockEntry { return byMAC[m] })
+	return entries, blocks, carried, err
 }
 
 // ledgerEntries lists every entry of every MAC block.
@@ -418,15 +425,7 @@ func acrossClusters(ctx context.Context, c client.Client, namespace string, out 
 	if err != nil || len(configs) == 0 {
 		return err
 	}
-	entries, _, err := ledgerEntries(ctx, c)
-	if err != nil {
-		return err
-	}
-	byMAC := map[mac.MAC]*v1alpha1.MACBlockEntry{}
-	for i := range entries {
-		byMAC[entries[i].MAC] = &entries[i].MACBlockEntry
-	}
-	carried, err := carriedMACs(ctx, c, func(m mac.MAC) *v1alpha1.MACBlockEntry { return byMAC[m] })
+	_, _, carried, err := ledgerAndCarriers(ctx, c)
 	if err != nil {
 		return err
 	}

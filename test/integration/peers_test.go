@@ -115,13 +115,64 @@ func link(t *testing.T, a, b *peerCluster) {
 // createPodsOn creates n pods with one network each on c, 16 at a time.
 func createPodsOn(t *testing.T, c client.Client, prefix string, n int) {
 	t.Helper()
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("%s-%04d", prefix, i)
+	if err := createPods(c, prefix, n); err != nil {
+		t.Fatal(err)
 	}
-	parallel(t, names, func(name string) error {
-		return c.Create(context.Background(), pod("peers", name, `[{"name":"net1"}]`))
-	})
+}
+
+// createInBoth creates n pods in each cluster, both at once.
+func createInBoth(t *testing.T, prefix string, n int, clusters ...*peerCluster) {
+	t.Helper()
+	errs := make([]error, len(clusters))
+	var wg sync.WaitGroup
+	for i, c := range clusters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = createPods(c.env.Client, prefix, n)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: %v", clusters[i].name, err)
+		}
+	}
+}
+
+// createPods creates n pods with one network each through c, 16 at a
+// time, and returns how many failed and the first error.
+func createPods(c client.Client, prefix string, n int) error {
+	work := make(chan int)
+	var mu sync.Mutex
+	var failed int
+	var first error
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				name := fmt.Sprintf("%s-%04d", prefix, i)
+				if err := c.Create(context.Background(), pod("peers", name, `[{"name":"net1"}]`)); err != nil {
+					mu.Lock()
+					if failed++; first == nil {
+						first = fmt.Errorf("%s: %w", name, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("%d of %d creates failed, first: %w", failed, n, first)
+	}
+	return nil
 }
 
 // carriedIn is every MAC carried in the cluster, with the pods carrying it.
@@ -151,15 +202,7 @@ func TestPeerClusters(t *testing.T) {
 
 	const pods = 2000
 	began := time.Now()
-	var wg sync.WaitGroup
-	for _, c := range []*peerCluster{west, east} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			createPodsOn(t, c.env.Client, c.name, pods)
-		}()
-	}
-	wg.Wait()
+	createInBoth(t, "pod", pods, west, east)
 	t.Logf("%d pods created in each cluster at once in %s", pods, time.Since(began).Round(time.Millisecond))
 	westMACs, eastMACs := carriedIn(g, west), carriedIn(g, east)
 	g.Expect(westMACs).To(HaveLen(pods), "west: pods sharing a MAC, or pods without one")
@@ -268,15 +311,7 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 			g.Expect(c.env.Client.Create(ctx, pod("peers", fmt.Sprintf("explicit-%d", i), fmt.Sprintf(`[{"name":"net1","mac":"%s"}]`, m)))).To(Succeed())
 		}
 	}
-	var wg sync.WaitGroup
-	for _, c := range []*peerCluster{west, east} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			createPodsOn(t, c.env.Client, "before", 400)
-		}()
-	}
-	wg.Wait()
+	createInBoth(t, "before", 400, west, east)
 	westMACs, eastMACs := carriedIn(g, west), carriedIn(g, east)
 	before := map[mac.MAC]bool{}
 	for m := range westMACs {
@@ -314,14 +349,7 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 	}
 
 	// New pods in both at once: no new MAC carried in both.
-	for _, c := range []*peerCluster{west, east} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			createPodsOn(t, c.env.Client, "after", 500)
-		}()
-	}
-	wg.Wait()
+	createInBoth(t, "after", 500, west, east)
 	westMACs, eastMACs = carriedIn(g, west), carriedIn(g, east)
 	var fresh []string
 	for m, names := range westMACs {
