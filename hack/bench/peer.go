@@ -64,6 +64,9 @@ func (b *bench) withPeer() error {
 	if err != nil {
 		return err
 	}
+	if err := b.memory("peer: resident memory before the peer is listed", ""); err != nil {
+		return err
+	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: "peer-" + peerCluster, Labels: map[string]string{peers.Label: peerCluster}},
 		Data:       map[string][]byte{peers.KubeconfigKey: kubeconfig},
@@ -86,6 +89,9 @@ func (b *bench) withPeer() error {
 	}
 	b.table.add("peer: time to read a peer's ledger once its Secret exists",
 		fmt.Sprintf("%s for %d entries", time.Since(began).Round(10*time.Millisecond), b.o.peerEntries), "")
+	if err := b.memory(fmt.Sprintf("peer: resident memory with its %d entries indexed", b.o.peerEntries), ""); err != nil {
+		return err
+	}
 	b.variant, b.variantNS = fmt.Sprintf(", one peer (%d entries)", b.o.peerEntries), "-peer"
 	defer func() { b.variant, b.variantNS = "", "" }()
 	return b.admission(pods)
