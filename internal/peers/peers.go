@@ -67,6 +67,8 @@ type Set struct {
 	// watching is peers then retired, current ones first by name, as of
 	// the last change: admissions read it without taking mu.
 	watching atomic.Pointer[[]*peer]
+	// settledOnce latches Settled: see there.
+	settledOnce atomic.Bool
 }
 
 // peer is one peer cluster being watched.
@@ -462,7 +464,15 @@ func (s *Set) Entries() map[string][]ledger.Entry {
 // its API server has failed to answer (a peer that is down must not stop
 // admissions: what it holds in this cluster's blocks is what could be
 // missed, see the README).
+//
+// Once settled, a replica stays so: a peer added later, or a rotated
+// kubeconfig, is read while the replica serves (the split keeps this
+// cluster's new picks out of a new peer's blocks at once), rather than
+// stopping every admission until it is.
 func (s *Set) Settled() error {
+	if s.settledOnce.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.listed {
@@ -478,6 +488,7 @@ func (s *Set) Settled() error {
 		sort.Strings(waiting)
 		return fmt.Errorf("the MAC blocks of peer clusters %s not read yet", strings.Join(waiting, ", "))
 	}
+	s.settledOnce.Store(true)
 	return nil
 }
 

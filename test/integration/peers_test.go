@@ -298,6 +298,33 @@ func TestPeerClusters(t *testing.T) {
 	g.Expect(restart()).To(Succeed())
 	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(60 * time.Second).
 		Should(HaveKeyWithValue(`kmp_peer_up{peer="east"}`, 1.0))
+	g.Eventually(func() []string {
+		var reasons []string
+		for _, e := range eventsOn(g, west.env.Client, managerNamespace, "peer-east") {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons
+	}).WithTimeout(30 * time.Second).Should(ContainElement("PeerReachable"))
+
+	// A rotated kubeconfig: what east holds stays held throughout.
+	wantsEasts := func() error {
+		return west.env.Client.Create(ctx, pod("peers", "wants-easts-again", fmt.Sprintf(`[{"name":"net1","mac":"%s"}]`, taken)), client.DryRunAll)
+	}
+	rotated, err := east.env.UserKubeconfig(peerReaderUser) // a new client certificate
+	g.Expect(err).NotTo(HaveOccurred())
+	secret := &corev1.Secret{}
+	g.Expect(west.env.Client.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "peer-east"}, secret)).To(Succeed())
+	secret.Data[peers.KubeconfigKey] = rotated
+	g.Expect(west.env.Client.Update(ctx, secret)).To(Succeed())
+	g.Consistently(wantsEasts).WithTimeout(3*time.Second).WithPolling(20*time.Millisecond).
+		Should(MatchError(ContainSubstring("in use in cluster east")), "a MAC east holds is given while its kubeconfig is rotated")
+
+	// East is no peer any more: its MACs are west's to give, and its
+	// metrics go.
+	g.Expect(west.env.Client.Delete(ctx, secret)).To(Succeed())
+	g.Eventually(wantsEasts).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(30 * time.Second).
+		ShouldNot(HaveKey(`kmp_peer_up{peer="east"}`))
 }
 
 // Two clusters that already overlap (their objects carry the same MACs,
