@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -155,13 +156,11 @@ func (s *Set) reconcile(ctx context.Context) {
 		if c.Name == "" || s.Self == "" || c.Name == s.Self {
 			continue
 		}
-		if _, dup := want[c.Name]; dup {
-			continue
-		}
-		if errs[c.Secret] == nil || !isDuplicate(errs[c.Secret]) {
-			names = append(names, c.Name)
-		}
-		if errs[c.Secret] == nil {
+		// Every peer named counts in the split (NewSplit drops repeats),
+		// whether or not its Secret is usable: it picks in its own blocks
+		// all the same.
+		names = append(names, c.Name)
+		if _, dup := want[c.Name]; !dup && errs[c.Secret] == nil {
 			want[c.Name] = c
 		}
 	}
@@ -187,7 +186,7 @@ func (s *Set) reconcile(ctx context.Context) {
 	}
 	s.publishLocked()
 	split := NewSplit(s.Self, names)
-	changed := s.split == nil || !slicesEqual(s.split.Names(), split.Names())
+	changed := s.split == nil || !slices.Equal(s.split.Names(), split.Names())
 	s.split = &split
 	s.mu.Unlock()
 	for _, p := range stop {
@@ -203,12 +202,6 @@ func (s *Set) reconcile(ctx context.Context) {
 	s.mu.Lock()
 	s.listed = true
 	s.mu.Unlock()
-}
-
-func isDuplicate(err error) bool { return strings.Contains(err.Error(), "already names peer cluster") }
-
-func slicesEqual(a, b []string) bool {
-	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
 }
 
 // report records the refused Secrets: a metric while refused, and an
