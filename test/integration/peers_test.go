@@ -188,8 +188,10 @@ func carriedIn(g Gomega, c *peerCluster) map[mac.MAC][]string {
 
 // Two clusters on one tight range, peers both ways, 2,000 pods created at
 // once in each: no MAC is carried in both; a MAC the peer holds is refused
-// naming it; with the peer's API server down, the other serves on, shows it
-// down, and hands out nothing the peer was last seen holding.
+// naming it (but to a migration receiver), and who and status show it;
+// with the peer's API server down, the other serves on, shows it down, and
+// hands out nothing the peer was last seen holding; a rotated kubeconfig
+// keeps the peer's MACs held throughout, and a removed peer's are free.
 func TestPeerClusters(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -336,7 +338,7 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 	west, east := twoPeerClusters(t, "02:e1:00:00:00:00", "02:e1:00:00:1f:ff", false)
 	ctx := context.Background()
 	// The same explicit MACs on both sides, and automatic ones picked by
-	// each cluster alone: in a range this tight, some meet.
+	// each cluster alone (which may meet as well).
 	for i, m := range []string{"02:e1:00:00:10:01", "02:e1:00:00:10:02", "02:e1:00:00:10:03"} {
 		for _, c := range []*peerCluster{west, east} {
 			g.Expect(c.env.Client.Create(ctx, pod("peers", fmt.Sprintf("explicit-%d", i), fmt.Sprintf(`[{"name":"net1","mac":"%s"}]`, m)))).To(Succeed())
