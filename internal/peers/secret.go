@@ -86,8 +86,10 @@ func checkNames(self string, configs []Config, errs map[string]error) {
 }
 
 // ReadSecrets reads every peer Secret of namespace, sorted by name, with
-// the refusal of each invalid one (by Secret name). self is this cluster's
-// name ("" when unknown to the reader: the kubemacpool CLI).
+// the refusal of each invalid one (by Secret name). With checkSelf, the
+// names are checked against self, this cluster's name, and each other
+// (checkNames); the kubemacpool CLI, which does not know self, reads
+// without.
 func ReadSecrets(ctx context.Context, r client.Reader, namespace, self string, checkSelf bool) ([]Config, map[string]error, error) {
 	list := &corev1.SecretList{}
 	if err := r.List(ctx, list, client.InNamespace(namespace), client.HasLabels{Label}); err != nil {
