@@ -15,7 +15,9 @@
 //     each carrying a MAC, then the time until ready, the time until every
 //     MAC has a ledger entry, and the resident memory after that; then a
 //     restart with all of it in the ledger: ready, and the first pod
-//     create through the webhook that succeeds.
+//     create through the webhook that succeeds;
+//   - with -peer-entries N, the pod series again with one peer cluster (a
+//     second control plane whose ledger holds N entries): its cost.
 //
 // These machines are noisy, so every load figure is printed next to the
 // same figure without the webhook, taken in the same run, and their ratio;
@@ -132,8 +134,9 @@ type bench struct {
 	table       table
 	pprofAddr   string // kubemacpool's /debug/pprof, with -heap, -cpu or -startup-cpu
 	metricsAddr string // kubemacpool's plain-HTTP metrics, with -peer-entries
-	// variant names the series being run in namespaces and table rows: ""
-	// for the plain ones, " with one peer ..." for the peer series.
+	// variant names the series being run in table rows (variantNS in
+	// namespaces): "" for the plain ones, ", one peer (N entries)" for
+	// the peer series.
 	variant, variantNS string
 }
 
