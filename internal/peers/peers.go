@@ -63,8 +63,10 @@ type Set struct {
 	peers   map[string]*peer // running, by cluster name
 	retired []*peer          // replaced by a new kubeconfig, held until their successor has synced
 	refused map[string]string
-	split   *Split
-	wake    chan struct{}
+	// names are the clusters of the split in force (nil before the
+	// first): OnSplit is told only when they change.
+	names []string
+	wake  chan struct{}
 	// watching is peers then retired, current ones first by name, as of
 	// the last change: admissions read it without taking mu.
 	watching atomic.Pointer[[]*peer]
@@ -80,11 +82,10 @@ type peer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	up      atomic.Bool
 	settled atomic.Bool // its ledger synced once, or a read failed
 	mu      sync.Mutex
-	probed  bool
-	lastErr string
+	probed  bool // a probe has ended
+	up      bool // the last probe succeeded
 }
 
 // NeedLeaderElection is false: every replica needs the peers' ledgers.
@@ -186,8 +187,8 @@ func (s *Set) reconcile(ctx context.Context) {
 	}
 	s.publishLocked()
 	split := NewSplit(s.Self, names)
-	changed := s.split == nil || !slices.Equal(s.split.Names(), split.Names())
-	s.split = &split
+	changed := s.names == nil || !slices.Equal(s.names, split.Names())
+	s.names = split.Names()
 	s.mu.Unlock()
 	for _, p := range stop {
 		s.stop(p)
@@ -250,7 +251,6 @@ func (s *Set) startLocked(ctx context.Context, c Config) *peer {
 		// Only a malformed configuration fails here; the peer stays down.
 		log.Error(err, "cannot watch the peer's MAC blocks")
 		p.settled.Store(true)
-		p.lastErr = err.Error()
 		metrics.PeerUp.WithLabelValues(c.Name).Set(0)
 		close(p.done)
 		return p
@@ -314,14 +314,8 @@ func (s *Set) observe(p *peer, err error) {
 	metrics.PeerUp.WithLabelValues(p.Name).Set(map[bool]float64{true: 1, false: 0}[up])
 	metrics.PeerEntries.WithLabelValues(p.Name).Set(float64(entries))
 	p.mu.Lock()
-	first, was := !p.probed, p.up.Load()
-	p.probed = true
-	if err != nil {
-		p.lastErr = err.Error()
-	} else {
-		p.lastErr = ""
-	}
-	p.up.Store(up)
+	first, was := !p.probed, p.up
+	p.probed, p.up = true, up
 	p.mu.Unlock()
 	switch {
 	case !up && (first || was):
@@ -483,28 +477,4 @@ func (s *Set) Settled() error {
 	}
 	s.settledOnce.Store(true)
 	return nil
-}
-
-// Status is one peer as this replica sees it.
-type Status struct {
-	Name, Secret string
-	Up           bool
-	Entries      int
-	Error        string
-}
-
-// Statuses are the peers this replica watches, by name.
-func (s *Set) Statuses() []Status {
-	var out []Status
-	seen := map[string]bool{}
-	for _, p := range s.watched() {
-		if seen[p.Name] {
-			continue
-		}
-		seen[p.Name] = true
-		p.mu.Lock()
-		out = append(out, Status{Name: p.Name, Secret: p.Secret, Up: p.up.Load(), Entries: p.ledger.Len(), Error: p.lastErr})
-		p.mu.Unlock()
-	}
-	return out
 }

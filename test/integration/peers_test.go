@@ -31,6 +31,7 @@ import (
 // peerCluster is one of two control planes whose kubemacpools are peers.
 type peerCluster struct {
 	name    string
+	other   *peerCluster // the peer cluster
 	env     *testenv.Env
 	metrics string
 	run     *running
@@ -49,6 +50,7 @@ func twoPeerClusters(t *testing.T, start, end string, linked bool) (west, east *
 	withVMs := testenv.Options{ExtraCRDDirs: []string{"test/fixtures/crds"}}
 	west = &peerCluster{name: "west", env: ownControlPlane(t, withVMs, managerNamespace, "peers")}
 	east = &peerCluster{name: "east", env: ownControlPlane(t, withVMs, managerNamespace, "peers")}
+	west.other, east.other = east, west
 	for _, c := range []*peerCluster{west, east} {
 		g := NewWithT(t)
 		g.Expect(c.env.Client.Create(context.Background(), &corev1.ConfigMap{
@@ -197,9 +199,8 @@ func TestPeerClusters(t *testing.T) {
 	ctx := context.Background()
 	west, east := twoPeerClusters(t, "02:e0:00:00:00:00", "02:e0:00:00:1f:ff", true) // 8,192 addresses
 	for _, c := range []*peerCluster{west, east} {
-		other := map[string]string{"west": "east", "east": "west"}[c.name]
 		g.Eventually(func() map[string]float64 { return scrape(g, c.metrics) }).WithTimeout(30*time.Second).
-			Should(HaveKeyWithValue(fmt.Sprintf("kmp_peer_up{peer=%q}", other), 1.0), "%s does not see %s up", c.name, other)
+			Should(HaveKeyWithValue(fmt.Sprintf("kmp_peer_up{peer=%q}", c.other.name), 1.0), "%s does not see %s up", c.name, c.other.name)
 	}
 
 	const pods = 2000
@@ -280,13 +281,7 @@ func TestPeerClusters(t *testing.T) {
 		Should(HaveKeyWithValue(`kmp_peer_up{peer="east"}`, 0.0))
 	g.Expect(scrape(g, west.metrics)).To(HaveKeyWithValue(`kmp_peer_entries{peer="east"}`, float64(len(eastHeld))),
 		"west forgot what east held when it went down")
-	g.Eventually(func() []string {
-		var reasons []string
-		for _, e := range eventsOn(g, west.env.Client, managerNamespace, "peer-east") {
-			reasons = append(reasons, e.Reason)
-		}
-		return reasons
-	}).WithTimeout(30 * time.Second).Should(ContainElement("PeerUnreachable"))
+	g.Eventually(reasonsAbout(g, west.env.Client, managerNamespace, "peer-east")).WithTimeout(30 * time.Second).Should(ContainElement("PeerUnreachable"))
 	createPodsOn(t, west.env.Client, "while-east-down", 300)
 	for m, names := range carriedIn(g, west) {
 		if m.String() == srcMAC {
@@ -300,13 +295,7 @@ func TestPeerClusters(t *testing.T) {
 	g.Expect(restart()).To(Succeed())
 	g.Eventually(func() map[string]float64 { return scrape(g, west.metrics) }).WithTimeout(60 * time.Second).
 		Should(HaveKeyWithValue(`kmp_peer_up{peer="east"}`, 1.0))
-	g.Eventually(func() []string {
-		var reasons []string
-		for _, e := range eventsOn(g, west.env.Client, managerNamespace, "peer-east") {
-			reasons = append(reasons, e.Reason)
-		}
-		return reasons
-	}).WithTimeout(30 * time.Second).Should(ContainElement("PeerReachable"))
+	g.Eventually(reasonsAbout(g, west.env.Client, managerNamespace, "peer-east")).WithTimeout(30 * time.Second).Should(ContainElement("PeerReachable"))
 
 	// A rotated kubeconfig: what east holds stays held throughout.
 	wantsEasts := func() error {
@@ -357,13 +346,13 @@ func TestPeersAddedToOverlappingClusters(t *testing.T) {
 	link(t, west, east)
 
 	for _, c := range []*peerCluster{west, east} {
-		other, otherCluster := map[string]string{"west": "east", "east": "west"}[c.name], map[string]*peerCluster{"west": east, "east": west}[c.name]
+		other := c.other.name
 		// The gauge counts the MACs carried here that the peer's ledger
 		// holds: those carried there too, and any the peer keeps in its
 		// stock (picked there before the clusters were peers).
 		g.Eventually(func(g Gomega) {
 			heldThere := map[mac.MAC]bool{}
-			for _, e := range allEntriesOn(g, otherCluster.env.Client) {
+			for _, e := range allEntriesOn(g, c.other.env.Client) {
 				heldThere[e.MAC] = true
 			}
 			want := 0
@@ -438,6 +427,17 @@ func TestInvalidPeerSecretRefused(t *testing.T) {
 	g.Expect(env.Client.Delete(ctx, secret)).To(Succeed())
 	g.Eventually(func() map[string]float64 { return scrape(g, addr) }).WithTimeout(30 * time.Second).
 		ShouldNot(HaveKey(`kmp_peer_config_invalid{secret="peer-broken"}`))
+}
+
+// reasonsAbout polls the reasons of the events about an object.
+func reasonsAbout(g Gomega, c client.Client, namespace, name string) func() []string {
+	return func() []string {
+		var reasons []string
+		for _, e := range eventsOn(g, c, namespace, name) {
+			reasons = append(reasons, e.Reason)
+		}
+		return reasons
+	}
 }
 
 // eventsOn lists the events about an object of namespace through c.
