@@ -11,6 +11,7 @@ targets=(
   "./internal/mac FuzzAllocatable"
   "./internal/multus FuzzParse"
   "./internal/carriers FuzzCarriedAsMultus"
+  "./internal/jsonwatch FuzzDecodesAsClientGo"
   "./internal/rangeconfig FuzzParse"
 )
 cache=$(go env GOCACHE)/fuzz/github.com/kubemacpool/kubemacpool

@@ -49,6 +49,7 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/controller/repair"
 	"github.com/kubemacpool/kubemacpool/internal/heartbeat"
 	"github.com/kubemacpool/kubemacpool/internal/holders"
+	"github.com/kubemacpool/kubemacpool/internal/jsonwatch"
 	"github.com/kubemacpool/kubemacpool/internal/ledger"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/metrics"
@@ -286,6 +287,15 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// JSONKinds are the kinds whose watches every replica reads in one pass:
+// the custom resources it caches, which the API server serves only as
+// JSON.
+var JSONKinds = []jsonwatch.Kind{
+	{Object: &v1alpha1.MACBlock{}, Resource: "macblocks"},
+	{Object: &kubevirtv1.VirtualMachine{}, Resource: "virtualmachines"},
+	{Object: &kubevirtv1.VirtualMachineInstance{}, Resource: "virtualmachineinstances"},
+}
+
 // Scheme knows every type kubemacpool reads or writes.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -324,9 +334,22 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 		certProvider = &certs.Provider{Namespace: o.Namespace, Name: o.CertSecret, WebhookConfig: o.WebhookConfig}
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = certProvider.GetCertificate })
 	}
+	// Every replica lists every MAC block, VM and VMI before it serves, and
+	// the API server serves them only as JSON: the cache reads their
+	// watches in one pass (package jsonwatch).
+	scheme := Scheme()
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the watches' HTTP client: %w", err)
+	}
+	onePass, err := jsonwatch.NewInformers(cfg, httpClient, scheme, JSONKinds...)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: Scheme(),
+		Scheme: scheme,
 		Cache: cache.Options{
+			NewInformer: onePass.NewInformer,
 			// Keep only what kubemacpool reads of pods, VMs and VMIs.
 			DefaultTransform: carriers.Slim,
 			ByObject: map[client.Object]cache.ByObject{
