@@ -37,6 +37,8 @@ func main() {
 	var burst int
 	flag.Float64Var(&qps, "kube-api-qps", 200, "requests per second to the API server (an admission costs about one MAC block write)")
 	flag.IntVar(&burst, "kube-api-burst", 400, "burst of requests to the API server")
+	var compression bool
+	flag.BoolVar(&compression, "kube-api-compression", false, "ask the API server for gzip-compressed responses: saves bandwidth on a slow link to it, and costs its CPU and ours on every list and watch (every replica lists every pod, VM, VMI and MAC block at start)")
 
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -55,6 +57,10 @@ func main() {
 		fail(fmt.Errorf("no Kubernetes configuration found (in-cluster, --kubeconfig or $KUBECONFIG): %w", err))
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
+	// The replicas run next to the API server: compressing the lists of
+	// the whole cluster they read at start took the API server's CPU when
+	// it was needed most (issue 24).
+	cfg.DisableCompression = !compression
 	ctx := ctrl.SetupSignalHandler()
 	kmp, err := manager.New(ctx, cfg, o)
 	if err != nil {
