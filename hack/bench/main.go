@@ -71,6 +71,7 @@ type options struct {
 	apiCPU            string // where to write the API server's CPU profiles of the concurrent pod series (.served, .ignored); "" for none
 	startupCPU        string // where to write a CPU profile of kubemacpool's first start; "" for none
 	restartCPU        string // where to write a CPU profile of its restart with every MAC in the ledger; "" for none
+	startupAPICPU     string // where to write kube-apiserver's CPU profile over kubemacpool's first start; "" for none
 	startupCPUSeconds int
 	kmpArgs           flagList // more flags for kubemacpool
 	peerEntries       int      // entries in a peer cluster's ledger for the peer series; 0: no peer series
@@ -95,7 +96,8 @@ func main() {
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
 	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
 	flag.StringVar(&o.restartCPU, "restart-cpu", "", "write a CPU profile of kubemacpool's restart with every MAC in the ledger (the restart measure's ready), over -startup-cpu-seconds from the process start, to this file")
-	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu and -restart-cpu profiles last")
+	flag.StringVar(&o.startupAPICPU, "startup-api-cpu", "", "write kube-apiserver's CPU profile over kubemacpool's first start (-startup-cpu-seconds from its process start) to this file: serving the replica's lists, then the adoption's writes")
+	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu, -startup-api-cpu and -restart-cpu profiles last")
 	flag.IntVar(&o.peerEntries, "peer-entries", 0, "also run the pod series with one peer cluster (a second control plane) whose ledger holds this many entries, beside the same run's figures without it; 0: no peer series")
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
@@ -124,6 +126,7 @@ func say(format string, args ...any) { fmt.Fprintf(os.Stderr, ">> "+format+"\n",
 type bench struct {
 	ctx        context.Context
 	c          client.Client
+	cfg        *rest.Config   // the admin's
 	api        rest.Interface // the admin's raw client, for the API server's /metrics
 	o          options
 	kmp        *testenv.Process
@@ -201,7 +204,7 @@ func run(ctx context.Context, o options) (t *table, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bench{ctx: ctx, c: env.Client, api: dc.RESTClient(), o: o, kmp: kmp, pprofAddr: pprofAddr, metricsAddr: metricsAddr}
+	b := &bench{ctx: ctx, c: env.Client, cfg: env.Config, api: dc.RESTClient(), o: o, kmp: kmp, pprofAddr: pprofAddr, metricsAddr: metricsAddr}
 	b.table.title = fmt.Sprintf("kubemacpool benchmarks (GOMAXPROCS=%d, %s)", runtime.GOMAXPROCS(0), cpuModel())
 	if err := b.start(); err != nil {
 		return nil, err

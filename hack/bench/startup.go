@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
@@ -74,6 +77,7 @@ func (b *bench) startup() error {
 		return err
 	}
 	profiled := b.startupProfile(b.o.startupCPU)
+	apiProfiled := b.startupAPIProfile(b.o.startupAPICPU)
 	// Ready, the first good create and repair progress side by side:
 	// readiness does not wait for adoption, and a List of the whole ledger
 	// takes longer than the resolution readiness deserves.
@@ -110,6 +114,9 @@ func (b *bench) startup() error {
 		return first.err
 	}
 	if err := profiled(); err != nil {
+		return err
+	}
+	if err := apiProfiled(); err != nil {
 		return err
 	}
 	handedAgain := 0
@@ -158,6 +165,19 @@ func (b *bench) startupProfile(file string) (wait func() error) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
+	return func() error { return <-done }
+}
+
+// startupAPIProfile starts, when file is set (-startup-api-cpu), a CPU
+// profile of kube-apiserver from kubemacpool's first start over
+// -startup-cpu-seconds, and returns a wait for it: what serving the
+// replica's lists, and then the adoption's writes, cost the API server.
+func (b *bench) startupAPIProfile(file string) (wait func() error) {
+	if file == "" {
+		return func() error { return nil }
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.apiServerProfile(file, time.Duration(b.o.startupCPUSeconds)*time.Second) }()
 	return func() error { return <-done }
 }
 
@@ -324,27 +344,29 @@ func (b *bench) fill(ns string) (map[mac.MAC]bool, time.Duration, error) {
 	return expected, podsTook + vmsTook, nil
 }
 
-// waitRepaired lists the ledger every repairPoll until each expected MAC
-// has an entry, and returns the time since kubemacpool started.
+// waitRepaired follows the ledger until each expected MAC has an entry
+// (looking every repairPoll), and returns the time since kubemacpool
+// started.
 func (b *bench) waitRepaired(ctx context.Context, expected map[mac.MAC]bool) (time.Duration, error) {
 	deadline := b.kmp.Started().Add(repairTimeout)
 	lastReport := time.Now()
+	held, err := b.watchHeld(ctx, expected)
+	if err != nil {
+		return 0, err
+	}
 	for {
-		held, err := b.countHeld(ctx, expected)
-		if err != nil {
-			return 0, err
-		}
-		if held == len(expected) {
+		n := held()
+		if n == len(expected) {
 			return time.Since(b.kmp.Started()), nil
 		}
 		if err := b.kmp.Alive(); err != nil {
 			return 0, err
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("only %d of %d MACs adopted %s after kubemacpool started", held, len(expected), repairTimeout)
+			return 0, fmt.Errorf("only %d of %d MACs adopted %s after kubemacpool started", n, len(expected), repairTimeout)
 		}
 		if time.Since(lastReport) > 10*time.Second {
-			say("%d of %d MACs adopted after %s", held, len(expected), seconds(time.Since(b.kmp.Started())))
+			say("%d of %d MACs adopted after %s", n, len(expected), seconds(time.Since(b.kmp.Started())))
 			lastReport = time.Now()
 		}
 		select {
@@ -355,21 +377,60 @@ func (b *bench) waitRepaired(ctx context.Context, expected map[mac.MAC]bool) (ti
 	}
 }
 
-// countHeld counts the expected MACs that have an entry in some block.
-// Whole blocks are listed, the entries being their spec: some 300 of them
-// for 20,000 clustered MACs.
-func (b *bench) countHeld(ctx context.Context, expected map[mac.MAC]bool) (int, error) {
-	blocks, err := b.listBlocks(ctx)
+// watchHeld follows the ledger with a watch until ctx ends, and returns a
+// count of the expected MACs that have an entry in some block. A watch,
+// not a LIST of the whole ledger each poll: at 100,000 entries those LISTs
+// (25 MB of JSON four times a second) took the API server's CPU from the
+// adoption being measured.
+func (b *bench) watchHeld(ctx context.Context, expected map[mac.MAC]bool) (held func() int, err error) {
+	blocks, err := cache.New(b.cfg, cache.Options{Scheme: b.c.Scheme()})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	held := 0
-	eachEntry(blocks, func(m mac.MAC, _ *v1alpha1.MACBlockEntry) {
-		if expected[m] {
-			held++
+	informer, err := blocks.GetInformer(ctx, &v1alpha1.MACBlock{})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	perBlock := map[string]int{} // expected MACs with an entry, by block
+	total := 0
+	count := func(obj any, gone bool) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
 		}
-	})
-	return held, nil
+		block, ok := obj.(*v1alpha1.MACBlock)
+		if !ok {
+			return
+		}
+		n := 0
+		if !gone {
+			eachEntry([]v1alpha1.MACBlock{*block}, func(m mac.MAC, _ *v1alpha1.MACBlockEntry) {
+				if expected[m] {
+					n++
+				}
+			})
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		total += n - perBlock[block.Name]
+		perBlock[block.Name] = n
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { count(obj, false) },
+		UpdateFunc: func(_, obj any) { count(obj, false) },
+		DeleteFunc: func(obj any) { count(obj, true) },
+	}); err != nil {
+		return nil, err
+	}
+	go func() { _ = blocks.Start(ctx) }()
+	if !blocks.WaitForCacheSync(ctx) {
+		return nil, errors.New("the ledger watch did not sync")
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return total
+	}, nil
 }
 
 // errWebhookStillCalled is returned when the API server keeps calling the
