@@ -153,7 +153,7 @@ bench: build control-plane
 # carried before kubemacpool starts, with shorter create series; about 5
 # minutes. BENCH_ARGS adds flags (-vms 0 for pods only, -startup-cpu FILE).
 bench-scale: build control-plane
-	$(GO) run ./hack/bench -seq 100 -concurrent 500 -pods 50000 -vms 50000 $(BENCH_ARGS)
+	$(GO) run ./hack/bench -seq 100 -concurrent 500 -pods 50000 -vms 50000 -series-at-scale $(BENCH_ARGS)
 
 # The cost of one peer cluster: the pod series again with a second control
 # plane listed as kubemacpool's peer, its ledger holding 20,000 entries,

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/carriers"
@@ -19,13 +23,15 @@ import (
 	"github.com/kubemacpool/kubemacpool/internal/multus"
 )
 
-// listBlocks lists the whole ledger. A few hundred blocks of at most 64
-// entries: cheap enough to poll.
+// listBlocks lists the whole ledger, as the bench's watch last saw it.
 func (b *bench) listBlocks(ctx context.Context) ([]v1alpha1.MACBlock, error) {
 	list := &v1alpha1.MACBlockList{}
-	if err := b.c.List(ctx, list); err != nil {
+	if err := b.view.List(ctx, list); err != nil {
 		return nil, fmt.Errorf("listing MACBlocks: %w", err)
 	}
+	// In the order of names, as the API server lists them: the cache's
+	// order is its map's, and fingerprint compares lists.
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
 	return list.Items, nil
 }
 
@@ -63,13 +69,13 @@ func fingerprint(blocks []v1alpha1.MACBlock) string {
 type holder struct{ kind, namespace, name, uid string }
 
 // carried maps every MAC that a pod or VM carries to the object carrying
-// it. Pods are listed as metadata only: their MACs are in the networks
-// annotation, and the whole pods would be a far heavier list.
+// it, as the bench's watches last saw them. Pods are watched as metadata
+// only: their MACs are in the networks annotation.
 func (b *bench) carried(ctx context.Context) (map[mac.MAC]holder, error) {
 	out := map[mac.MAC]holder{}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := b.c.List(ctx, pods); err != nil {
+	if err := b.view.List(ctx, pods); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
 	for _, p := range pods.Items {
@@ -80,7 +86,7 @@ func (b *bench) carried(ctx context.Context) (map[mac.MAC]holder, error) {
 		}
 	}
 	vms := &kubevirtv1.VirtualMachineList{}
-	if err := b.c.List(ctx, vms); err != nil {
+	if err := b.view.List(ctx, vms); err != nil {
 		return nil, fmt.Errorf("listing VMs: %w", err)
 	}
 	for _, vm := range vms.Items {
@@ -134,4 +140,25 @@ func balance(blocks []v1alpha1.MACBlock, carried map[mac.MAC]holder) (unbound, m
 		unbound++
 	})
 	return unbound, len(carried) - matched
+}
+
+// startView starts the bench's watches of MAC blocks, pods (their
+// metadata) and VMs, and waits for them to sync.
+func (b *bench) startView() (cache.Cache, error) {
+	view, err := cache.New(b.cfg, cache.Options{Scheme: b.c.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	pods := &metav1.PartialObjectMetadata{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	for _, obj := range []client.Object{&v1alpha1.MACBlock{}, pods, &kubevirtv1.VirtualMachine{}} {
+		if _, err := view.GetInformer(b.ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	go func() { _ = view.Start(b.ctx) }()
+	if !view.WaitForCacheSync(b.ctx) {
+		return nil, errors.New("the bench's watches did not sync")
+	}
+	return view, nil
 }
