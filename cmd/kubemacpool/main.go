@@ -57,9 +57,9 @@ func main() {
 		fail(fmt.Errorf("no Kubernetes configuration found (in-cluster, --kubeconfig or $KUBECONFIG): %w", err))
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
-	// The replicas run next to the API server: compressing the lists of
-	// the whole cluster they read at start took the API server's CPU when
-	// it was needed most (issue 24).
+	// The replicas reach the API server over the cluster's network:
+	// compressing the lists of the whole cluster they read at start took
+	// the API server's CPU when it was needed most (issue 24).
 	cfg.DisableCompression = !compression
 	ctx := ctrl.SetupSignalHandler()
 	kmp, err := manager.New(ctx, cfg, o)

@@ -292,10 +292,10 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// JSONKinds are the kinds whose watches every replica reads in one pass:
+// jsonKinds are the kinds whose watches every replica reads in one pass:
 // the custom resources it caches, which the API server serves only as
 // JSON.
-var JSONKinds = []jsonwatch.Kind{
+var jsonKinds = []jsonwatch.Kind{
 	{Object: &v1alpha1.MACBlock{}, Resource: "macblocks"},
 	{Object: &kubevirtv1.VirtualMachine{}, Resource: "virtualmachines"},
 	{Object: &kubevirtv1.VirtualMachineInstance{}, Resource: "virtualmachineinstances"},
@@ -347,7 +347,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the watches' HTTP client: %w", err)
 	}
-	onePass, err := jsonwatch.NewInformers(cfg, httpClient, scheme, JSONKinds...)
+	onePass, err := jsonwatch.NewInformers(cfg, httpClient, scheme, jsonKinds...)
 	if err != nil {
 		return nil, err
 	}
