@@ -78,8 +78,7 @@ func (b *bench) startup() error {
 	profiled := b.startupProfile(b.o.startupCPU)
 	apiProfiled := b.startupAPIProfile(b.o.startupAPICPU)
 	// Ready, the first good create and repair progress side by side:
-	// readiness does not wait for adoption, and a List of the whole ledger
-	// takes longer than the resolution readiness deserves.
+	// readiness does not wait for adoption.
 	type result struct {
 		after time.Duration
 		err   error
@@ -393,11 +392,11 @@ func (b *bench) waitRepaired(ctx context.Context, expected map[mac.MAC]bool) (ti
 	}
 }
 
-// watchHeld follows the ledger through the bench's watch until ctx ends, and returns a
-// count of the expected MACs that have an entry in some block. A watch,
-// not a LIST of the whole ledger each poll: at 100,000 entries those LISTs
-// (25 MB of JSON four times a second) took the API server's CPU from the
-// adoption being measured.
+// watchHeld follows the ledger through the bench's watch until ctx ends,
+// and returns a count of the expected MACs that have an entry in some
+// block. A watch, not a LIST of the whole ledger each poll: at 100,000
+// entries those LISTs (25 MB of JSON four times a second) took the API
+// server's CPU from the adoption being measured.
 func (b *bench) watchHeld(ctx context.Context, expected map[mac.MAC]bool) (held func() int, err error) {
 	informer, err := b.view.GetInformer(ctx, &v1alpha1.MACBlock{})
 	if err != nil {
