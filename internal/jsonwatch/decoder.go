@@ -103,6 +103,9 @@ func vmiSpec(in *jsontext.Decoder, spec *kubevirtv1.VirtualMachineInstanceSpec) 
 type Decoder struct {
 	body io.ReadCloser
 	in   *jsontext.Decoder
+	// Kind is the watched kind: an object that names another (or none)
+	// is read by Fallback, as client-go reads it.
+	Kind schema.GroupVersionKind
 	// New makes an empty object of the watched kind.
 	New func() runtime.Object
 	// Fallback decodes what the one-pass decoder refuses: the API
@@ -112,10 +115,10 @@ type Decoder struct {
 	fallbacks int
 }
 
-// NewDecoder reads the events of body; newObj makes an empty object of the
-// watched kind, and fallback is the API machinery's decoder for it.
-func NewDecoder(body io.ReadCloser, newObj func() runtime.Object, fallback runtime.Decoder) *Decoder {
-	return &Decoder{body: body, in: jsontext.NewDecoder(body, options), New: newObj, Fallback: fallback}
+// NewDecoder reads the events of body, a watch of kind; newObj makes an
+// empty object of it, and fallback is the API machinery's decoder.
+func NewDecoder(body io.ReadCloser, kind schema.GroupVersionKind, newObj func() runtime.Object, fallback runtime.Decoder) *Decoder {
+	return &Decoder{body: body, in: jsontext.NewDecoder(body, options), Kind: kind, New: newObj, Fallback: fallback}
 }
 
 // Decode reads the next event. It returns io.EOF at the end of a stream
@@ -201,12 +204,18 @@ func (d *Decoder) object(eventType watch.EventType, raw jsontext.Value) (runtime
 	}
 	obj := d.New()
 	err := json.Unmarshal(raw, obj, options)
-	if err != nil {
-		// What the API machinery's decoder reads is read.
+	if err != nil || obj.GetObjectKind().GroupVersionKind() != d.Kind {
+		// What the API machinery's decoder reads is read, as client-go
+		// reads it: by the kind the object names (the reflector refuses
+		// one of another kind; one naming none is an error).
 		d.fallbacks++
-		obj, _, err = d.Fallback.Decode(raw, nil, d.New())
+		obj, _, err = d.Fallback.Decode(raw, nil, nil)
 		if err != nil {
 			return nil, err
+		}
+		// Without managedFields, as the one-pass decoder reads objects.
+		if m, ok := obj.(metav1.Object); ok {
+			m.SetManagedFields(nil)
 		}
 	}
 	// As client-go's decoder leaves typed objects: without apiVersion and

@@ -22,8 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	restclientwatch "k8s.io/client-go/rest/watch"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 )
@@ -114,6 +114,14 @@ func fixtures() []runtime.Object {
 	}
 }
 
+func gvkOf(t testing.TB, scheme *runtime.Scheme, obj runtime.Object) schema.GroupVersionKind {
+	gvks, _, err := scheme.ObjectKinds(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gvks[0]
+}
+
 // stream writes events as the API server does: {"type":...,"object":...}.
 func stream(t testing.TB, scheme *runtime.Scheme, events ...watch.Event) []byte {
 	var buf bytes.Buffer
@@ -192,7 +200,7 @@ func TestDecodesAsClientGo(t *testing.T) {
 				Reason: metav1.StatusReasonExpired, Message: "too old resource version: 1 (42)"}},
 		)
 		want := withoutManagedFields(readAll(t, clientGo(t, scheme, body)))
-		fast := NewDecoder(io.NopCloser(bytes.NewReader(body)), newOf(obj), serializer.NewCodecFactory(scheme).UniversalDeserializer())
+		fast := NewDecoder(io.NopCloser(bytes.NewReader(body)), gvkOf(t, scheme, obj), newOf(obj), serializer.NewCodecFactory(scheme).UniversalDeserializer())
 		got := readAll(t, fast)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%T: one-pass decoding differs from client-go's (-client-go +one-pass):\n%s", obj, diff)
@@ -226,7 +234,7 @@ func TestFallback(t *testing.T) {
 	gv := schema.GroupVersion{Group: "test.kubemacpool.io", Version: "v1"}
 	scheme.AddKnownTypes(gv, &conflicted{})
 	body := `{"type":"ADDED","object":{"apiVersion":"test.kubemacpool.io/v1","kind":"conflicted","metadata":{"name":"x","uid":"u"},"a":"kept"}}`
-	d := NewDecoder(io.NopCloser(strings.NewReader(body)), newOf(&conflicted{}), serializer.NewCodecFactory(scheme).UniversalDeserializer())
+	d := NewDecoder(io.NopCloser(strings.NewReader(body)), gv.WithKind("conflicted"), newOf(&conflicted{}), serializer.NewCodecFactory(scheme).UniversalDeserializer())
 	typ, obj, err := d.Decode()
 	if err != nil {
 		t.Fatal(err)
@@ -246,6 +254,7 @@ func TestFallback(t *testing.T) {
 func TestStreamErrors(t *testing.T) {
 	scheme := testScheme(t)
 	full := stream(t, scheme, watch.Event{Type: watch.Added, Object: fixtures()[0]})
+	block := gvkOf(t, scheme, &v1alpha1.MACBlock{})
 	for name, tc := range map[string]struct {
 		body string
 		want string
@@ -256,16 +265,17 @@ func TestStreamErrors(t *testing.T) {
 		"no object":           {`{"type":"ADDED"}`, "without an object"},
 		"unknown type":        {`{"type":"RENAMED","object":{}}`, `unknown type "RENAMED"`},
 		"type not a string":   {`{"type":1,"object":{}}`, "not a string"},
-		"object not decoded":  {`{"type":"ADDED","object":{"spec":{"held":"many"}}}`, "held"},
+		"object not decoded":  {`{"type":"ADDED","object":{"apiVersion":"` + block.GroupVersion().String() + `","kind":"MACBlock","spec":{"held":"many"}}}`, "held"},
+		"object of no kind":   {`{"type":"ADDED","object":{"spec":{"held":2}}}`, "'Kind' is missing"},
 	} {
-		d := NewDecoder(io.NopCloser(strings.NewReader(tc.body)), (&v1alpha1.MACBlock{}).DeepCopyObject,
+		d := NewDecoder(io.NopCloser(strings.NewReader(tc.body)), block, (&v1alpha1.MACBlock{}).DeepCopyObject,
 			serializer.NewCodecFactory(scheme).UniversalDeserializer())
 		_, _, err := d.Decode()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", name, err, tc.want)
 		}
 	}
-	d := NewDecoder(io.NopCloser(bytes.NewReader(full)), (&v1alpha1.MACBlock{}).DeepCopyObject,
+	d := NewDecoder(io.NopCloser(bytes.NewReader(full)), block, (&v1alpha1.MACBlock{}).DeepCopyObject,
 		serializer.NewCodecFactory(scheme).UniversalDeserializer())
 	if _, _, err := d.Decode(); err != nil {
 		t.Fatal(err)
@@ -276,9 +286,10 @@ func TestStreamErrors(t *testing.T) {
 }
 
 // FuzzDecodesAsClientGo: for any object in an ADDED event of any watched
-// kind (a VM's content is what its user wrote), the one-pass decoder never
-// panics, and whenever client-go's decoder reads the object, the one-pass
-// decoder reads the same, but for managedFields.
+// kind (a VM's content is what its user wrote; an object naming another
+// kind, or none, included), the one-pass decoder never panics, and
+// whenever client-go's decoder reads the object, the one-pass decoder
+// reads the same, but for managedFields.
 func FuzzDecodesAsClientGo(f *testing.F) {
 	scheme := testScheme(f)
 	kinds := fixtures()
@@ -297,7 +308,7 @@ func FuzzDecodesAsClientGo(f *testing.F) {
 		obj := kinds[int(kind)%len(kinds)]
 		body := append(append([]byte(`{"type":"ADDED","object":`), object...), '}')
 		_, want, wantErr := clientGo(t, scheme, body).Decode()
-		d := NewDecoder(io.NopCloser(bytes.NewReader(body)), newOf(obj), fallback)
+		d := NewDecoder(io.NopCloser(bytes.NewReader(body)), gvkOf(t, scheme, obj), newOf(obj), fallback)
 		_, got, err := d.Decode()
 		if wantErr != nil {
 			return // what client-go refuses may be refused or read

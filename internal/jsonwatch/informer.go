@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
@@ -37,6 +38,7 @@ type Informers struct {
 
 type kindClient struct {
 	kind   Kind
+	gvk    schema.GroupVersionKind
 	client rest.Interface
 }
 
@@ -56,7 +58,7 @@ func NewInformers(cfg *rest.Config, httpClient *http.Client, scheme *runtime.Sch
 		if err != nil {
 			return nil, fmt.Errorf("a client for %s: %w", gvk, err)
 		}
-		i.clients[reflect.TypeOf(k.Object)] = kindClient{kind: k, client: c}
+		i.clients[reflect.TypeOf(k.Object)] = kindClient{kind: k, gvk: gvk, client: c}
 	}
 	return i, nil
 }
@@ -84,7 +86,7 @@ func (i *Informers) watch(ctx context.Context, kc kindClient, opts metav1.ListOp
 	if err != nil {
 		return nil, err
 	}
-	return NewStreamWatcher(NewDecoder(body, newOf(kc.kind.Object), i.codecs.UniversalDeserializer())), nil
+	return NewStreamWatcher(NewDecoder(body, kc.gvk, newOf(kc.kind.Object), i.codecs.UniversalDeserializer())), nil
 }
 
 // newOf makes new empty objects of obj's type.
