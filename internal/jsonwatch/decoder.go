@@ -108,8 +108,8 @@ type Decoder struct {
 	Kind schema.GroupVersionKind
 	// New makes an empty object of the watched kind.
 	New func() runtime.Object
-	// Fallback decodes what the one-pass decoder refuses: the API
-	// machinery's decoder for the kind.
+	// Fallback decodes what the one-pass decoder refuses, and objects
+	// naming another kind: the API machinery's decoder.
 	Fallback runtime.Decoder
 	// fallbacks counts the objects Fallback decoded (tests read it).
 	fallbacks int
@@ -180,8 +180,7 @@ func (d *Decoder) Decode() (watch.EventType, runtime.Object, error) {
 			return "", nil, err
 		}
 	}
-	switch {
-	case obj == nil:
+	if obj == nil {
 		return "", nil, fmt.Errorf("watch event %s without an object", eventType)
 	}
 	return eventType, obj, nil
@@ -250,7 +249,7 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// NewStreamWatcher watches the events of body as client-go's watches do:
+// NewStreamWatcher watches the events d reads as client-go's watches do:
 // a decoding error becomes an error event.
 func NewStreamWatcher(d *Decoder) watch.Interface {
 	return watch.NewStreamWatcher(d, apierrors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding"))
