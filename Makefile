@@ -150,8 +150,9 @@ bench: build control-plane
 	$(GO) run ./hack/bench
 
 # The load program at scale: 50,000 pods and 50,000 VMs (100,000 MACs)
-# carried before kubemacpool starts, with shorter create series; about 5
-# minutes. BENCH_ARGS adds flags (-vms 0 for pods only, -startup-cpu FILE).
+# carried before kubemacpool starts, with shorter create series run again
+# with them present; about 10 minutes. BENCH_ARGS adds flags (-vms 0 for
+# pods only, -startup-cpu FILE).
 bench-scale: build control-plane
 	$(GO) run ./hack/bench -seq 100 -concurrent 500 -pods 50000 -vms 50000 -series-at-scale $(BENCH_ARGS)
 
