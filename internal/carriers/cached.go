@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/internal/controller/collision"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -24,10 +25,10 @@ import (
 // object and fail): the repair reads what an owner carries from the Index,
 // and live from the API server.
 type Cached struct {
-	metav1.TypeMeta
-	// ObjectMeta keeps identity and lifecycle (slimMeta), and a VM's
-	// finalizers (upstream kubemacpool's is removed).
-	metav1.ObjectMeta
+	cachedKind
+	// cachedMeta keeps identity and lifecycle, and a VM's finalizers (upstream
+	// kubemacpool's is removed).
+	cachedMeta
 	// Carried is what the object carries (Of), and Uncounted how many
 	// more MACs it lists beyond MaxCarried.
 	Carried   []Carrier
@@ -41,6 +42,12 @@ type Cached struct {
 	Applied []NetworkMAC
 }
 
+// Cached is what the informers hold and controller-runtime hands on.
+var _ client.Object = (*Cached)(nil)
+
+// GetObjectKind makes Cached a runtime.Object: its kind is one of three.
+func (c *Cached) GetObjectKind() schema.ObjectKind { return &c.cachedKind }
+
 // Reports is what the collision detector reads of a cached object.
 func (c *Cached) Reports() (collision.Reporter, bool) {
 	if c.Reporter == nil {
@@ -51,7 +58,7 @@ func (c *Cached) Reports() (collision.Reporter, bool) {
 
 // DeepCopyObject makes Cached a runtime.Object, as informers require.
 func (c *Cached) DeepCopyObject() runtime.Object {
-	out := &Cached{TypeMeta: c.TypeMeta, ObjectMeta: *c.ObjectMeta.DeepCopy(), Uncounted: c.Uncounted}
+	out := &Cached{cachedKind: c.cachedKind, cachedMeta: c.cachedMeta.deepCopy(), Uncounted: c.Uncounted}
 	out.Carried = append([]Carrier(nil), c.Carried...)
 	out.Applied = append([]NetworkMAC(nil), c.Applied...)
 	if c.Reporter != nil {
@@ -76,7 +83,7 @@ var (
 // newCached is what the cache keeps of any of the kinds: identity, kind,
 // and what the object carries, capped.
 func newCached(m *metav1.ObjectMeta, kind schema.GroupVersionKind, carried []Carrier) *Cached {
-	c := &Cached{ObjectMeta: slimMeta(m)}
+	c := &Cached{cachedMeta: metaOf(m)}
 	c.SetGroupVersionKind(kind)
 	c.Carried, c.Uncounted = capped(carried)
 	return c
@@ -102,7 +109,7 @@ func cachedPod(pod *corev1.Pod) *Cached {
 // kubemacpool's is removed).
 func cachedVM(vm *kubevirtv1.VirtualMachine) *Cached {
 	c := newCached(&vm.ObjectMeta, vmKind, ofVM(vm))
-	c.Finalizers = vm.Finalizers
+	c.finalizers = vm.Finalizers
 	return c
 }
 

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/kubemacpool/kubemacpool/internal/intern"
 	"github.com/kubemacpool/kubemacpool/internal/kubevirt"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 	"github.com/kubemacpool/kubemacpool/internal/multus"
@@ -122,15 +123,15 @@ func ofPod(pod *corev1.Pod) []Carrier {
 	if len(rs) == 0 {
 		return nil
 	}
-	self := Ref{Kind: Pod, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	self := Ref{Kind: Pod, Namespace: intern.String(pod.Namespace), Name: pod.Name, UID: pod.UID}
 	forRef := self
 	if vmi, ok := kubevirt.LauncherOf(pod); ok {
-		forRef = Ref{Kind: VirtualMachineInstance, Namespace: pod.Namespace, Name: vmi.Name, UID: vmi.UID}
+		forRef = Ref{Kind: VirtualMachineInstance, Namespace: self.Namespace, Name: vmi.Name, UID: vmi.UID}
 	}
 	out := make([]Carrier, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, Carrier{MAC: r.mac, Object: self, For: forRef, Network: r.network,
-			Interface: r.iface, Created: pod.CreationTimestamp.Time})
+		out = append(out, Carrier{MAC: r.mac, Object: self, For: forRef, Network: intern.String(r.network),
+			Interface: intern.String(r.iface), Created: pod.CreationTimestamp.Time})
 	}
 	return out
 }
@@ -143,7 +144,7 @@ func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 }
 
 func ofVM(vm *kubevirtv1.VirtualMachine) []Carrier {
-	self := Ref{Kind: VirtualMachine, Namespace: vm.Namespace, Name: vm.Name, UID: vm.UID}
+	self := Ref{Kind: VirtualMachine, Namespace: intern.String(vm.Namespace), Name: vm.Name, UID: vm.UID}
 	out := ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
 	if kubevirt.IsMigrationReceiver(vm) {
 		for i := range out {
@@ -164,10 +165,10 @@ func OfVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 }
 
 func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
-	self := Ref{Kind: VirtualMachineInstance, Namespace: vmi.Namespace, Name: vmi.Name, UID: vmi.UID}
+	self := Ref{Kind: VirtualMachineInstance, Namespace: intern.String(vmi.Namespace), Name: vmi.Name, UID: vmi.UID}
 	forRef := self
 	if vm, ok := kubevirt.ControllingVM(vmi); ok {
-		forRef = Ref{Kind: VirtualMachine, Namespace: vmi.Namespace, Name: vm.Name, UID: vm.UID}
+		forRef = Ref{Kind: VirtualMachine, Namespace: self.Namespace, Name: vm.Name, UID: vm.UID}
 	}
 	out := ofSpec(&vmi.Spec, self, forRef, vmi.CreationTimestamp.Time)
 	managed := map[string]kubevirt.Managed{}
@@ -188,7 +189,7 @@ func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 			continue
 		}
 		seen[m] = true
-		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: iface.Network, Interface: iface.Interface,
+		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: intern.String(iface.Network), Interface: intern.String(iface.Interface),
 			Created: vmi.CreationTimestamp.Time})
 	}
 	return out
@@ -201,7 +202,7 @@ func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec, self, forRef Ref, creat
 		if err != nil {
 			continue
 		}
-		out = append(out, Carrier{MAC: parsed, Object: self, For: forRef, Network: m.Network, Interface: m.Interface, Created: created})
+		out = append(out, Carrier{MAC: parsed, Object: self, For: forRef, Network: intern.String(m.Network), Interface: intern.String(m.Interface), Created: created})
 	}
 	return out
 }

@@ -70,7 +70,7 @@ func sameIdentity(t *testing.T, whole metav1.Object, c *carriers.Cached, kind st
 	same(t, "identity of "+whole.GetName(),
 		[]any{whole.GetNamespace(), whole.GetName(), whole.GetUID(), whole.GetResourceVersion(), whole.GetCreationTimestamp(), whole.GetDeletionTimestamp()},
 		[]any{c.GetNamespace(), c.GetName(), c.GetUID(), c.GetResourceVersion(), c.GetCreationTimestamp(), c.GetDeletionTimestamp()})
-	if c.ManagedFields != nil || c.Annotations != nil || c.Labels != nil {
+	if c.GetManagedFields() != nil || c.GetAnnotations() != nil || c.GetLabels() != nil {
 		t.Errorf("%s keeps managedFields, annotations or labels", whole.GetName())
 	}
 }

@@ -1,7 +1,10 @@
 package ledger
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
@@ -44,5 +47,51 @@ func TestPutFindRemove(t *testing.T) {
 	}
 	if !Remove(b, 9) || Remove(b, 9) || Find(b, 9) != nil || b.Spec.Held != 2 {
 		t.Fatalf("after removing 9: %+v", b.Spec)
+	}
+}
+
+// The cache's transform keeps every entry as it was decoded, drops
+// managedFields, and stores a namespace, network or interface that many
+// entries repeat once, whichever block or decode it came from.
+func TestCompactSharesRepeatedStrings(t *testing.T) {
+	decoded := func(name string) *v1alpha1.MACBlock {
+		var b v1alpha1.MACBlock
+		raw := `{"metadata":{"name":"` + name + `","managedFields":[{"manager":"kubemacpool"}]},"spec":{"first":"02:00:00:00:00:00","last":"02:00:00:00:00:3f","held":2,"entries":[` +
+			`{"offset":1,"mac":"02:00:00:00:00:01","owner":{"kind":"Pod","namespace":"tenant-a","name":"p1","uid":"u1"},"network":"tenant-a/net1","interface":"net1","reserved":"2026-12-07T10:00:00.000000Z"},` +
+			`{"offset":2,"mac":"02:00:00:00:00:02","owner":{"kind":"Pod","namespace":"tenant-a","name":"p2","uid":"u2"},"network":"tenant-a/net1","interface":"net1","reserved":"2026-12-07T10:00:00.000000Z","adopted":true}]}}`
+		if err := json.Unmarshal([]byte(raw), &b); err != nil {
+			t.Fatal(err)
+		}
+		return &b
+	}
+	a, b := decoded("02-00-00-00-00-00"), decoded("02-00-00-00-00-40")
+	want := a.DeepCopy()
+	want.ManagedFields = nil
+	for _, blk := range []*v1alpha1.MACBlock{a, b} {
+		out, err := Compact(blk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != blk {
+			t.Fatal("Compact returned another object than it was given")
+		}
+	}
+	if !reflect.DeepEqual(a.Spec, want.Spec) || a.ManagedFields != nil {
+		t.Fatalf("compacted block differs:\n got %+v\nwant %+v", a, want)
+	}
+	if cap(a.Spec.Entries) != len(a.Spec.Entries) {
+		t.Errorf("entries keep %d slots for %d entries", cap(a.Spec.Entries), len(a.Spec.Entries))
+	}
+	first := a.Spec.Entries[0]
+	for _, e := range append(a.Spec.Entries[1:], b.Spec.Entries...) {
+		for _, pair := range [][2]string{{first.Owner.Namespace, e.Owner.Namespace}, {first.Owner.Kind, e.Owner.Kind},
+			{first.Network, e.Network}, {first.Interface, e.Interface}} {
+			if unsafe.StringData(pair[0]) != unsafe.StringData(pair[1]) {
+				t.Errorf("%q is stored twice", pair[0])
+			}
+		}
+	}
+	if _, err := Compact(&v1alpha1.MACBlockList{}); err != nil {
+		t.Fatalf("another kind: %v", err)
 	}
 }

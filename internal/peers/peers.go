@@ -243,7 +243,7 @@ func (s *Set) startLocked(ctx context.Context, c Config) *peer {
 	pctx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
 	var err error
-	p.ledger.Cache, err = cache.New(c.Rest, cache.Options{Scheme: s.Scheme, Mapper: blockMapper()})
+	p.ledger.Cache, err = cache.New(c.Rest, cache.Options{Scheme: s.Scheme, Mapper: blockMapper(), DefaultTransform: ledger.Compact})
 	if err == nil {
 		p.client, err = c.Client(s.Scheme)
 	}
