@@ -75,6 +75,7 @@ type options struct {
 	restartCPU        string // where to write a CPU profile of its restart with every MAC in the ledger; "" for none
 	startupAPICPU     string // where to write kube-apiserver's CPU profile over kubemacpool's first start; "" for none
 	seriesAtScale     bool   // run the admission series again after the start-up measure, its objects present
+	restarts          int    // restarts timed to the first good create
 	startupCPUSeconds int
 	kmpArgs           flagList // more flags for kubemacpool
 	peerEntries       int      // entries in a peer cluster's ledger for the peer series; 0: no peer series
@@ -102,6 +103,7 @@ func main() {
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
 	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
 	flag.StringVar(&o.restartCPU, "restart-cpu", "", "write a CPU profile of kubemacpool's restart with every MAC in the ledger (the restart measure's ready), over -startup-cpu-seconds from the process start, to this file")
+	flag.IntVar(&o.restarts, "restarts", 1, "how many times to restart kubemacpool with every MAC held and time its first good create (the median and each run are printed)")
 	flag.BoolVar(&o.seriesAtScale, "series-at-scale", false, "after the start-up measure, run the admission series again with its -pods and -vms objects still present")
 	flag.StringVar(&o.startupAPICPU, "startup-api-cpu", "", "write kube-apiserver's CPU profile over kubemacpool's first start (-startup-cpu-seconds from its process start) to this file: serving the replica's lists, then the adoption's writes")
 	flag.IntVar(&o.startupCPUSeconds, "startup-cpu-seconds", 10, "how long the -startup-cpu, -startup-api-cpu and -restart-cpu profiles last")
@@ -109,8 +111,8 @@ func main() {
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
-	if o.seq < 1 || o.concurrent < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -seq, -concurrent and -workers must be positive, -pods + -vms at least 1")
+	if o.seq < 1 || o.concurrent < 1 || o.restarts < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -seq, -concurrent, -workers and -restarts must be positive, -pods + -vms at least 1")
 		os.Exit(2)
 	}
 
