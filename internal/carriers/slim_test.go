@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -227,5 +228,23 @@ func TestCarriedIsCapped(t *testing.T) {
 	same(t, "carriers of a pod listing too many", carriers.Of(p), carriers.Of(c))
 	if last := c.Carried[carriers.MaxCarried-1].MAC; last != mac.MAC(0x0200000000ff) {
 		t.Errorf("the last MAC counted is %s, want the 256th listed", last)
+	}
+}
+
+// The kinds whose informers go without a namespace index are exactly the
+// kinds the cache keeps as Cached, which nothing can list.
+func TestBecomesCachedIsWhatSlimMakes(t *testing.T) {
+	for _, obj := range []runtime.Object{
+		&corev1.Pod{}, &kubevirtv1.VirtualMachine{}, &kubevirtv1.VirtualMachineInstance{},
+		&appsv1.StatefulSet{}, &corev1.Namespace{}, &corev1.ConfigMap{}, &v1alpha1.MACBlock{},
+	} {
+		out, err := carriers.Slim(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, cached := out.(*carriers.Cached)
+		if got := carriers.BecomesCached(obj); got != cached {
+			t.Errorf("%T: BecomesCached says %v, Slim makes a %T", obj, got, out)
+		}
 	}
 }

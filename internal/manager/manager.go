@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -354,7 +356,13 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{
-			NewInformer: onePass.NewInformer,
+			NewInformer: func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+				if carriers.BecomesCached(obj) {
+					indexers = maps.Clone(indexers)
+					delete(indexers, toolscache.NamespaceIndex)
+				}
+				return onePass.NewInformer(lw, obj, resync, indexers)
+			},
 			// Keep only what kubemacpool reads of pods, VMs and VMIs.
 			DefaultTransform: carriers.Slim,
 			ByObject: map[client.Object]cache.ByObject{
