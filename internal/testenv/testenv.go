@@ -7,6 +7,7 @@ package testenv
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -256,12 +257,46 @@ func (e *Env) Stop() error {
 	return e.env.Stop()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// chosen below the kernel's ephemeral range. The processes the tests start
+// listen on these ports again after each restart, and a port from that
+// range, free between two runs of a replica, may meanwhile be the local
+// port of one of the thousands of connections a test makes (a replica
+// killed under load then failed to restart: bind: address already in use).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	first := ephemeralFirst()
+	for range 100 {
+		port := lowestFreePort + rand.IntN(first-lowestFreePort)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use: try another
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free port found from %d to %d", lowestFreePort, first-1)
+}
+
+// lowestFreePort is the lowest port FreePort returns: above the ports
+// services are commonly configured on.
+const lowestFreePort = 20000
+
+// ephemeralFirst is the first port of the kernel's ephemeral range, from
+// which it picks the local ports of outgoing connections (Linux's default
+// when it cannot be read).
+func ephemeralFirst() int {
+	const linuxDefault = 32768
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return linuxDefault
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return linuxDefault
+	}
+	first, err := strconv.Atoi(fields[0])
+	if err != nil || first <= lowestFreePort+1000 {
+		return linuxDefault
+	}
+	return first
 }
