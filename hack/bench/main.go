@@ -67,6 +67,7 @@ type options struct {
 	workers           int    // goroutines of the concurrent series and of the start-up fill
 	warmup            int    // creates per namespace before measuring
 	pods, vms         int    // objects carrying a MAC at start-up
+	podMACs           int    // MACs each start-up pod carries
 	log               string // kubemacpool's log file; "" for one in the run's temp dir
 	heap              string // where to write a heap profile after repair; "" for none
 	cpu               string // where to write a CPU profile of the served concurrent pod series; "" for none
@@ -97,6 +98,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "goroutines creating objects in the concurrent series and the start-up fill")
 	flag.IntVar(&o.warmup, "warmup", 50, "unmeasured creates per namespace before measuring")
 	flag.IntVar(&o.pods, "pods", 10000, "pods carrying a MAC, created without kubemacpool, for the start-up measure")
+	flag.IntVar(&o.podMACs, "pod-macs", 1, "MACs each start-up pod carries (one Multus network each)")
 	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
@@ -111,8 +113,8 @@ func main() {
 	flag.Var(&o.kmpArgs, "kmp-arg", "a flag for kubemacpool, after the bench's own (repeatable), e.g. -kmp-arg=--stock-max=0 to measure without the stock")
 	flag.StringVar(&o.log, "log", "", "write kubemacpool's log to this file and keep it (default: a temp file, kept only on failure)")
 	flag.Parse()
-	if o.seq < 1 || o.concurrent < 1 || o.restarts < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -seq, -concurrent, -workers and -restarts must be positive, -pods + -vms at least 1")
+	if o.seq < 1 || o.concurrent < 1 || o.restarts < 1 || o.podMACs < 1 || o.workers < 1 || o.warmup < 0 || o.pods < 0 || o.vms < 0 || o.pods+o.vms < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -seq, -concurrent, -workers, -restarts and -pod-macs must be positive, -pods + -vms at least 1")
 		os.Exit(2)
 	}
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,10 +88,14 @@ func carriesMACs(pod client.Object) bool {
 	return len(macs) > 0
 }
 
-// podWithMAC is a pod as it would be if created before kubemacpool ran:
-// one network whose MAC is already written.
-func podWithMAC(namespace, name string, m mac.MAC) client.Object {
-	return newPod(namespace, name, fmt.Sprintf(`[{"name":"net-a","mac":%q}]`, m))
+// podWithMACs is a pod as it would be if created before kubemacpool ran:
+// a network for each MAC, the MAC already written.
+func podWithMACs(namespace, name string, macs []mac.MAC) client.Object {
+	networks := make([]string, len(macs))
+	for k, m := range macs {
+		networks[k] = fmt.Sprintf(`{"name":"net-%d","mac":%q}`, k, m)
+	}
+	return newPod(namespace, name, "["+strings.Join(networks, ",")+"]")
 }
 
 // bridge is a VM interface on a Multus network with bridge binding, the
