@@ -151,10 +151,16 @@ func ReadEntry(ctx context.Context, r client.Reader, m mac.MAC) (*v1alpha1.MACBl
 // heap). managedFields go, as for every cached kind. Anything else is
 // returned as it is.
 func Compact(obj any) (any, error) {
-	b, ok := obj.(*v1alpha1.MACBlock)
-	if !ok {
-		return obj, nil
+	if b, ok := obj.(*v1alpha1.MACBlock); ok {
+		compact(b)
 	}
+	return obj, nil
+}
+
+// compact makes b as the cache keeps blocks, in place. The ledger keeps
+// the blocks its own writes return the same way: one may stay a block's
+// latest version (the watch's, of the same version, may come first).
+func compact(b *v1alpha1.MACBlock) {
 	b.ManagedFields = nil
 	entries := make([]v1alpha1.MACBlockEntry, len(b.Spec.Entries))
 	for i, e := range b.Spec.Entries {
@@ -169,5 +175,4 @@ func Compact(obj any) (any, error) {
 		entries = b.Spec.Entries // nil or empty, as it came
 	}
 	b.Spec.Entries = entries
-	return b, nil
 }

@@ -133,6 +133,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 		if err == nil {
 			metrics.LedgerWrites.WithLabelValues(metrics.WriteStored).Inc()
 			metrics.LedgerBatch.Observe(float64(len(batch)))
+			compact(b)
 			l.mu.Lock()
 			l.observeLocked(b, false)
 			l.mu.Unlock()
@@ -182,6 +183,7 @@ func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) 
 	case err != nil:
 		return nil, err
 	}
+	compact(b)
 	l.observeLocked(b, false)
 	return st.latest, nil // the read, or a newer version the watch brought
 }
