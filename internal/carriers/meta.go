@@ -26,8 +26,8 @@ type cachedMeta struct {
 	finalizers                    []string
 }
 
-// metaOf keeps what Cached needs of m. Namespaces are interned: every
-// object of a namespace shares one copy of its name.
+// metaOf keeps what Cached needs of m. Namespaces are interned: the
+// objects of a namespace share its name's bytes (package intern).
 func metaOf(m *metav1.ObjectMeta) cachedMeta {
 	return cachedMeta{
 		name: m.Name, namespace: intern.String(m.Namespace), generateName: m.GenerateName, uid: m.UID,
