@@ -146,10 +146,10 @@ func ReadEntry(ctx context.Context, r client.Reader, m mac.MAC) (*v1alpha1.MACBl
 // Compact is the cache transform of MAC blocks. Every replica caches every
 // block; at 100,000 entries the strings that repeat in every entry (the
 // owner's kind and namespace, the network and interface) are shared
-// (package intern) rather than stored once per entry, and the entries' slice, grown while it
-// was decoded, is cut to its length (issue 24: about 10 MB of a replica's
-// heap). managedFields go, as for every cached kind. Anything else is
-// returned as it is.
+// (package intern) rather than stored once per entry, and the entries'
+// slice, grown while it was decoded, is cut to its length (issue 24: about
+// 10 MB of a replica's heap). managedFields go, as for every cached kind.
+// Anything else is returned as it is.
 func Compact(obj any) (any, error) {
 	if b, ok := obj.(*v1alpha1.MACBlock); ok {
 		compact(b)

@@ -368,7 +368,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (*Instance, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
 				&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.Namespace: {}}},
-				// Every MAC block, its repeated strings stored once.
+				// Every MAC block, its repeated strings shared (ledger.Compact).
 				&v1alpha1.MACBlock{}: {Transform: ledger.Compact},
 				&admissionregistrationv1.MutatingWebhookConfiguration{}: {
 					Field: fields.OneTermEqualSelector("metadata.name", o.WebhookConfig),
