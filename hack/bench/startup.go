@@ -263,7 +263,8 @@ func (b *bench) firstGoodCreates(namespace string, held int) error {
 		}
 		sorted := slices.Clone(runs)
 		slices.Sort(sorted)
-		value = fmt.Sprintf("median %s of %d restarts (%s)", seconds(sorted[len(sorted)/2]), len(runs), strings.Join(each, ", "))
+		median := (sorted[(len(sorted)-1)/2] + sorted[len(sorted)/2]) / 2
+		value = fmt.Sprintf("median %s of %d restarts (%s; %d refused before, in all)", seconds(median), len(runs), strings.Join(each, ", "), refusedTotal)
 	}
 	b.table.add(fmt.Sprintf("restart with %d MACs held: first good create", held), value, restartTarget(held))
 	return nil

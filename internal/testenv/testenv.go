@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -263,27 +264,43 @@ func (e *Env) Stop() error {
 // range, free between two runs of a replica, may meanwhile be the local
 // port of one of the thousands of connections a test makes (a replica
 // killed under load then failed to restart: bind: address already in use).
+// A port is handed out once per process: two calls made before either
+// port is bound (a replica's probe and webhook ports) never get the same.
 func FreePort() (int, error) {
 	first := ephemeralFirst()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 100 {
 		port := lowestFreePort + rand.IntN(first-lowestFreePort)
+		if handedOut.ports[port] {
+			continue
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			continue // in use: try another
 		}
 		l.Close()
+		handedOut.ports[port] = true
 		return port, nil
 	}
 	return 0, fmt.Errorf("no free port found from %d to %d", lowestFreePort, first-1)
 }
+
+// handedOut is the ports FreePort has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // lowestFreePort is the lowest port FreePort returns: above the ports
 // services are commonly configured on.
 const lowestFreePort = 20000
 
 // ephemeralFirst is the first port of the kernel's ephemeral range, from
-// which it picks the local ports of outgoing connections (Linux's default
-// when it cannot be read).
+// which it picks the local ports of outgoing connections. Linux's default
+// stands in when the range cannot be read, and when it starts too low to
+// leave FreePort room below it (FreePort's ports may then be in the range,
+// as kernel-chosen ones always were).
 func ephemeralFirst() int {
 	const linuxDefault = 32768
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
