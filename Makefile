@@ -151,7 +151,7 @@ bench: build control-plane
 
 # The load program at scale: 50,000 pods and 50,000 VMs (100,000 MACs)
 # carried before kubemacpool starts, three restarts with all of them held,
-# and shorter create series run again with them present; about 12 minutes.
+# and shorter create series run again with them present; about 9 minutes.
 # BENCH_ARGS adds flags: "-pods 50000 -pod-macs 2 -vms 0" for 100,000 MACs
 # on pods only, -startup-cpu FILE.
 bench-scale: build control-plane
