@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubemacpool/kubemacpool/api/v1alpha1"
-	"github.com/kubemacpool/kubemacpool/internal/intern"
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -141,38 +140,4 @@ func ReadEntry(ctx context.Context, r client.Reader, m mac.MAC) (*v1alpha1.MACBl
 		return &copied, nil
 	}
 	return nil, nil
-}
-
-// Compact is the cache transform of MAC blocks. Every replica caches every
-// block; at 100,000 entries the strings that repeat in every entry (the
-// owner's kind and namespace, the network and interface) are shared
-// (package intern) rather than stored once per entry, and the entries'
-// slice, grown while it was decoded, is cut to its length (issue 24: about
-// 10 MB of a replica's heap). managedFields go, as for every cached kind.
-// Anything else is returned as it is.
-func Compact(obj any) (any, error) {
-	if b, ok := obj.(*v1alpha1.MACBlock); ok {
-		compact(b)
-	}
-	return obj, nil
-}
-
-// compact makes b as the cache keeps blocks, in place. The ledger keeps
-// the blocks its own writes return the same way: one may stay a block's
-// latest version (the watch's, of the same version, may come first).
-func compact(b *v1alpha1.MACBlock) {
-	b.ManagedFields = nil
-	entries := make([]v1alpha1.MACBlockEntry, len(b.Spec.Entries))
-	for i, e := range b.Spec.Entries {
-		e.Owner.Kind = intern.String(e.Owner.Kind)
-		e.Owner.Namespace = intern.String(e.Owner.Namespace)
-		e.Owner.GenerateName = intern.String(e.Owner.GenerateName)
-		e.Network = intern.String(e.Network)
-		e.Interface = intern.String(e.Interface)
-		entries[i] = e
-	}
-	if len(entries) == 0 {
-		entries = b.Spec.Entries // nil or empty, as it came
-	}
-	b.Spec.Entries = entries
 }

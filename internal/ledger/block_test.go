@@ -51,19 +51,23 @@ func TestPutFindRemove(t *testing.T) {
 	}
 }
 
-// The cache's transform keeps every entry as it was decoded, drops
-// managedFields, and shares a namespace, network or interface that many
-// entries repeat, whichever block or decode it came from.
-func TestCompactSharesRepeatedStrings(t *testing.T) {
+// The cache's transform keeps every entry as it was decoded and every
+// field of the metadata but managedFields: the typed block made from what
+// it keeps, which the ledger writes, is the block that was read. It keeps
+// an owner of several entries once, and shares a namespace, network or
+// interface that many entries repeat, whichever block or decode it came
+// from.
+func TestCompactKeepsTheBlockAndSharesWhatRepeats(t *testing.T) {
 	// A collection between two blocks may drop the shared copy (package
 	// intern), and the second block would then start a new one: the
 	// sharing checked here is within one collection cycle.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	decoded := func(name string) *v1alpha1.MACBlock {
 		var b v1alpha1.MACBlock
-		raw := `{"metadata":{"name":"` + name + `","managedFields":[{"manager":"kubemacpool"}]},"spec":{"first":"02:00:00:00:00:00","last":"02:00:00:00:00:3f","held":2,"entries":[` +
+		raw := `{"metadata":{"name":"` + name + `","resourceVersion":"7","labels":{"team":"a"},"managedFields":[{"manager":"kubemacpool"}]},"spec":{"first":"02:00:00:00:00:00","last":"02:00:00:00:00:3f","held":3,"entries":[` +
 			`{"offset":1,"mac":"02:00:00:00:00:01","owner":{"kind":"Pod","namespace":"tenant-a","name":"p1","uid":"u1"},"network":"tenant-a/net1","interface":"net1","reserved":"2026-12-07T10:00:00.000000Z"},` +
-			`{"offset":2,"mac":"02:00:00:00:00:02","owner":{"kind":"Pod","namespace":"tenant-a","name":"p2","uid":"u2"},"network":"tenant-a/net1","interface":"net1","reserved":"2026-12-07T10:00:00.000000Z","adopted":true}]}}`
+			`{"offset":2,"mac":"02:00:00:00:00:02","owner":{"kind":"Pod","namespace":"tenant-a","name":"p1","uid":"u1"},"network":"tenant-a/net2","interface":"net2","reserved":"2026-12-07T10:00:00.000000Z"},` +
+			`{"offset":3,"mac":"02:00:00:00:00:03","owner":{"kind":"Pod","namespace":"tenant-a","name":"p2","uid":"u2"},"network":"tenant-a/net1","interface":"net1","reserved":"2026-12-07T10:00:01.000000Z","adopted":true}]}}`
 		if err := json.Unmarshal([]byte(raw), &b); err != nil {
 			t.Fatal(err)
 		}
@@ -72,29 +76,49 @@ func TestCompactSharesRepeatedStrings(t *testing.T) {
 	a, b := decoded("02-00-00-00-00-00"), decoded("02-00-00-00-00-40")
 	want := a.DeepCopy()
 	want.ManagedFields = nil
+	var stored []*storedBlock
 	for _, blk := range []*v1alpha1.MACBlock{a, b} {
 		out, err := Compact(blk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out != blk {
-			t.Fatal("Compact returned another object than it was given")
+		s, ok := out.(*storedBlock)
+		if !ok {
+			t.Fatalf("Compact returned a %T", out)
 		}
+		stored = append(stored, s)
 	}
-	if !reflect.DeepEqual(a.Spec, want.Spec) || a.ManagedFields != nil {
-		t.Fatalf("compacted block differs:\n got %+v\nwant %+v", a, want)
+	if got := stored[0].block(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the block made from what is kept differs:\n got %+v\nwant %+v", got, want)
 	}
-	if cap(a.Spec.Entries) != len(a.Spec.Entries) {
-		t.Errorf("entries keep %d slots for %d entries", cap(a.Spec.Entries), len(a.Spec.Entries))
+	if n := len(stored[0].owners); n != 2 {
+		t.Errorf("3 entries of 2 owners keep %d owners", n)
 	}
-	first := a.Spec.Entries[0]
-	for _, e := range append(a.Spec.Entries[1:], b.Spec.Entries...) {
-		for _, pair := range [][2]string{{first.Owner.Namespace, e.Owner.Namespace}, {first.Owner.Kind, e.Owner.Kind},
-			{first.Network, e.Network}, {first.Interface, e.Interface}} {
-			if unsafe.StringData(pair[0]) != unsafe.StringData(pair[1]) {
-				t.Errorf("%q is stored twice", pair[0])
+	first := stored[0].entry(0)
+	for _, s := range stored {
+		for i := range s.slots {
+			e := s.entry(i)
+			for _, pair := range [][2]string{{first.Owner.Namespace, e.Owner.Namespace}, {first.Owner.Kind, e.Owner.Kind},
+				{first.Network, e.Network}, {first.Interface, e.Interface}} {
+				if pair[0] == pair[1] && unsafe.StringData(pair[0]) != unsafe.StringData(pair[1]) {
+					t.Errorf("%q is stored twice", pair[0])
+				}
 			}
 		}
+	}
+	// A copy is the caller's own: changing it leaves what is kept.
+	mine := stored[0].block()
+	mine.Labels["team"] = "b"
+	mine.Spec.Entries[0].Owner.Name = "other"
+	if again := stored[0].block(); !reflect.DeepEqual(again, want) {
+		t.Fatalf("changing a copy changed what is kept: %+v", again)
+	}
+	// So is a deep copy of what is kept.
+	dc := stored[0].DeepCopyObject().(*storedBlock)
+	dc.Labels["team"] = "c"
+	dc.slots[0].adopted = true
+	if again := stored[0].block(); !reflect.DeepEqual(again, want) {
+		t.Fatalf("changing a deep copy changed what is kept: %+v", again)
 	}
 	if _, err := Compact(&v1alpha1.MACBlockList{}); err != nil {
 		t.Fatalf("another kind: %v", err)

@@ -96,7 +96,7 @@ func (l *Ledger) flush(st *blockState) {
 
 // write applies a batch to base and stores the result, retrying against
 // the fresh block when another writer got there first.
-func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change) {
+func (l *Ledger) write(st *blockState, base *storedBlock, batch []*change) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	writer, live := l.clientsFor(batch)
@@ -104,7 +104,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 	for attempt := 1; ; attempt++ {
 		b := NewBlock(st.start)
 		if base != nil {
-			b = normalised(base).DeepCopy()
+			b = base.block()
 		}
 		changed, prune := false, false
 		for _, ch := range batch {
@@ -118,6 +118,11 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 			prune = prune || ch.prune
 		}
 		b.Spec.Held = int32(len(b.Spec.Entries))
+		for i := range b.Spec.Entries {
+			// The MAC each entry names for people reading the block
+			// follows its offset, whoever made the entry.
+			b.Spec.Entries[i].MAC = (st.start + mac.MAC(b.Spec.Entries[i].Offset)).String()
+		}
 		var err error
 		switch {
 		case !changed:
@@ -133,9 +138,8 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 		if err == nil {
 			metrics.LedgerWrites.WithLabelValues(metrics.WriteStored).Inc()
 			metrics.LedgerBatch.Observe(float64(len(batch)))
-			compact(b)
 			l.mu.Lock()
-			l.observeLocked(b, false)
+			l.observeLocked(store(b), false)
 			l.mu.Unlock()
 			if prune && len(b.Spec.Entries) == 0 {
 				l.deleteEmpty(ctx, writer, b)
@@ -164,7 +168,7 @@ func (l *Ledger) write(st *blockState, base *v1alpha1.MACBlock, batch []*change)
 
 // fresh reads the block from the API server (nil if it does not exist)
 // and records it.
-func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) (*v1alpha1.MACBlock, error) {
+func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) (*storedBlock, error) {
 	l.mu.Lock()
 	known := st.latest
 	l.mu.Unlock()
@@ -183,8 +187,9 @@ func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) 
 	case err != nil:
 		return nil, err
 	}
-	compact(b)
-	l.observeLocked(b, false)
+	if s := store(b); s != nil {
+		l.observeLocked(s, false)
+	}
 	return st.latest, nil // the read, or a newer version the watch brought
 }
 
@@ -194,7 +199,7 @@ func (l *Ledger) deleteEmpty(ctx context.Context, writer client.Writer, b *v1alp
 	switch {
 	case err == nil:
 		l.mu.Lock()
-		l.observeLocked(b, true)
+		l.observeLocked(store(b), true)
 		l.mu.Unlock()
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 		// Written or deleted meanwhile: the next pass looks again.

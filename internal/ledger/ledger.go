@@ -68,7 +68,7 @@ type blockState struct {
 	start mac.MAC
 	// latest is the freshest version seen, from the watch or from this
 	// replica's own writes; nil while the block is not known to exist.
-	latest  *v1alpha1.MACBlock
+	latest  *storedBlock
 	queue   []*change
 	writing bool
 }
@@ -118,9 +118,16 @@ func (l *Ledger) Synced() bool { return l.synced.Load() }
 
 // Observe records a version of a block that the MACBlock watch brought
 // (deleted: its last version, gone): the watch feeds the index through it.
+// It takes a block as the cache keeps it (Compact) or typed.
 func (l *Ledger) Observe(obj any, deleted bool) {
-	b, ok := obj.(*v1alpha1.MACBlock)
-	if !ok {
+	var b *storedBlock
+	switch o := obj.(type) {
+	case *storedBlock:
+		b = o
+	case *v1alpha1.MACBlock:
+		b = store(o)
+	}
+	if b == nil {
 		return
 	}
 	l.mu.Lock()
@@ -131,11 +138,8 @@ func (l *Ledger) Observe(obj any, deleted bool) {
 // observeLocked records b as the block's state if it is newer than what is
 // known (the watch may deliver a version older than this replica's own
 // write), and tells OnChange what changed.
-func (l *Ledger) observeLocked(b *v1alpha1.MACBlock, deleted bool) {
-	start, ok := StartOf(b)
-	if !ok {
-		return
-	}
+func (l *Ledger) observeLocked(b *storedBlock, deleted bool) {
+	start := b.start
 	l.init()
 	st := l.stateLocked(start)
 	switch {
@@ -146,7 +150,6 @@ func (l *Ledger) observeLocked(b *v1alpha1.MACBlock, deleted bool) {
 	}
 	// (A delete event carries the revision of the delete, not the object's
 	// last resourceVersion, so deletes are matched by UID.)
-	b = normalised(b)
 	before := st.latest
 	if deleted {
 		st.latest = nil
@@ -158,42 +161,46 @@ func (l *Ledger) observeLocked(b *v1alpha1.MACBlock, deleted bool) {
 
 // diffLocked updates the owner index and tells OnChange about every MAC
 // whose entry appeared or went between two versions of a block.
-func (l *Ledger) diffLocked(start mac.MAC, before, after *v1alpha1.MACBlock) {
-	old := map[int32]*v1alpha1.MACBlockEntry{}
+func (l *Ledger) diffLocked(start mac.MAC, before, after *storedBlock) {
+	// old maps each offset of before to its slot, plus one: 0 is none.
+	// Both versions are normal (one slot per offset).
+	var old [BlockSize]int
 	if before != nil {
-		for i := range before.Spec.Entries {
-			if _, dup := old[before.Spec.Entries[i].Offset]; !dup {
-				old[before.Spec.Entries[i].Offset] = &before.Spec.Entries[i]
-			}
+		for i, sl := range before.slots {
+			old[sl.offset] = i + 1
 		}
 	}
 	if after != nil {
-		for i := range after.Spec.Entries {
-			e := &after.Spec.Entries[i]
-			m := start + mac.MAC(e.Offset)
-			if prev, ok := old[e.Offset]; ok {
-				delete(old, e.Offset)
-				if prev.Owner != e.Owner {
-					l.unindexOwnerLocked(prev.Owner, m)
-					l.indexOwnerLocked(e.Owner, m)
+		for i, sl := range after.slots {
+			m := start + mac.MAC(sl.offset)
+			owner := after.owner(i)
+			if j := old[sl.offset] - 1; j >= 0 {
+				old[sl.offset] = 0
+				prevOwner := before.owner(j)
+				if prevOwner != owner {
+					l.unindexOwnerLocked(prevOwner, m)
+					l.indexOwnerLocked(owner, m)
 				}
-				if prev.Owner != e.Owner || !prev.Reserved.Equal(&e.Reserved) {
-					l.noteRecentLocked(e, m)
+				if prevOwner != owner || !before.slots[j].reserved.Equal(sl.reserved) {
+					l.noteRecentLocked(owner.Namespace, sl.reserved, m)
 				}
 				continue
 			}
 			l.entries++
-			l.indexOwnerLocked(e.Owner, m)
-			l.noteRecentLocked(e, m)
+			l.indexOwnerLocked(owner, m)
+			l.noteRecentLocked(owner.Namespace, sl.reserved, m)
 			if l.OnChange != nil {
 				l.OnChange(m, true)
 			}
 		}
 	}
-	for off, e := range old {
+	for off, j := range old {
+		if j == 0 {
+			continue
+		}
 		m := start + mac.MAC(off)
 		l.entries--
-		l.unindexOwnerLocked(e.Owner, m)
+		l.unindexOwnerLocked(before.owner(j-1), m)
 		if l.OnChange != nil {
 			l.OnChange(m, false)
 		}
@@ -297,20 +304,20 @@ func (l *Ledger) Lookup(m mac.MAC) (Entry, bool) {
 	if st == nil || st.latest == nil {
 		return Entry{}, false
 	}
-	e := Find(st.latest, Offset(m))
-	if e == nil {
+	i := st.latest.find(Offset(m))
+	if i < 0 {
 		return Entry{}, false
 	}
-	return Entry{MAC: m, MACBlockEntry: *e}, true
+	return Entry{MAC: m, MACBlockEntry: st.latest.entry(i)}, true
 }
 
 // Block returns the freshest known version of the block named name (nil
-// if it is not known to exist), not to be modified.
+// if it is not known to exist), a copy of the caller's own.
 func (l *Ledger) Block(name string) *v1alpha1.MACBlock {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st := l.blocks[name]; st != nil {
-		return st.latest
+	if st := l.blocks[name]; st != nil && st.latest != nil {
+		return st.latest.block()
 	}
 	return nil
 }
@@ -326,8 +333,8 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 	}
 	set.each(func(m mac.MAC) {
 		if st := l.blocks[BlockName(m)]; st != nil && st.latest != nil {
-			if e := Find(st.latest, Offset(m)); e != nil {
-				out = append(out, Entry{MAC: m, MACBlockEntry: *e})
+			if i := st.latest.find(Offset(m)); i >= 0 {
+				out = append(out, Entry{MAC: m, MACBlockEntry: st.latest.entry(i)})
 			}
 		}
 	})
@@ -343,12 +350,12 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 // linear time, not a pass over the whole list every 1,024 entries.
 const recentCompactAt = 1024
 
-// noteRecentLocked records that e, for m, appeared or was renewed.
-func (l *Ledger) noteRecentLocked(e *v1alpha1.MACBlockEntry, m mac.MAC) {
-	if l.RecentWindow <= 0 || e.Reserved.Time.Before(time.Now().Add(-l.RecentWindow)) {
+// noteRecentLocked records that m's entry, for an owner in namespace ns,
+// appeared or was renewed at reserved.
+func (l *Ledger) noteRecentLocked(ns string, reserved time.Time, m mac.MAC) {
+	if l.RecentWindow <= 0 || reserved.Before(time.Now().Add(-l.RecentWindow)) {
 		return // not tracked, or too old to be waiting for its object
 	}
-	ns := e.Owner.Namespace
 	l.recent[ns] = append(l.recent[ns], m)
 	if n := len(l.recent[ns]); n >= recentCompactAt && n&(n-1) == 0 {
 		l.compactRecentLocked(ns, time.Now().Add(-l.RecentWindow))
@@ -405,8 +412,8 @@ func (l *Ledger) compactRecentLocked(namespace string, since time.Time) int {
 		if st == nil || st.latest == nil {
 			continue
 		}
-		e := Find(st.latest, Offset(m))
-		if e == nil || e.Owner.Namespace != namespace || e.Reserved.Time.Before(since) {
+		i := st.latest.find(Offset(m))
+		if i < 0 || st.latest.owner(i).Namespace != namespace || st.latest.slots[i].reserved.Before(since) {
 			continue
 		}
 		if seen == nil {
@@ -453,8 +460,8 @@ func (l *Ledger) Each(f func(Entry)) {
 		if st.latest == nil {
 			continue
 		}
-		for _, e := range st.latest.Spec.Entries {
-			f(Entry{MAC: st.start + mac.MAC(e.Offset), MACBlockEntry: e})
+		for i, sl := range st.latest.slots {
+			f(Entry{MAC: st.start + mac.MAC(sl.offset), MACBlockEntry: st.latest.entry(i)})
 		}
 	}
 }
