@@ -139,7 +139,7 @@ func (l *Ledger) write(st *blockState, base *storedBlock, batch []*change) {
 			metrics.LedgerWrites.WithLabelValues(metrics.WriteStored).Inc()
 			metrics.LedgerBatch.Observe(float64(len(batch)))
 			l.mu.Lock()
-			l.observeLocked(store(b), false)
+			l.observeOwnLocked(store(b))
 			l.mu.Unlock()
 			if prune && len(b.Spec.Entries) == 0 {
 				l.deleteEmpty(ctx, writer, b)
@@ -188,7 +188,7 @@ func (l *Ledger) fresh(ctx context.Context, live client.Reader, st *blockState) 
 		return nil, err
 	}
 	if s := store(b); s != nil {
-		l.observeLocked(s, false)
+		l.observeOwnLocked(s)
 	}
 	return st.latest, nil // the read, or a newer version the watch brought
 }

@@ -159,6 +159,19 @@ func (l *Ledger) observeLocked(b *storedBlock, deleted bool) {
 	l.diffLocked(start, before, st.latest)
 }
 
+// observeOwnLocked records a version of a block that this replica wrote or
+// read itself. The watch brings the same version to the informer, whose
+// copy is the one to index: where the watch came first, this copy is
+// dropped rather than kept beside it (every replica would otherwise keep
+// two copies of the blocks it wrote last; after a first start the leader
+// has written them all).
+func (l *Ledger) observeOwnLocked(b *storedBlock) {
+	if st := l.blocks[b.Name]; st != nil && st.latest != nil && st.latest.UID == b.UID && st.latest.ResourceVersion == b.ResourceVersion {
+		return
+	}
+	l.observeLocked(b, false)
+}
+
 // diffLocked updates the owner index and tells OnChange about every MAC
 // whose entry appeared or went between two versions of a block.
 func (l *Ledger) diffLocked(start mac.MAC, before, after *storedBlock) {

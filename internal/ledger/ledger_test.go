@@ -138,3 +138,36 @@ func BenchmarkObserveRecentEntries(b *testing.B) {
 		}
 	}
 }
+
+// A version this replica wrote is indexed unless the watch brought the same
+// version first; the watch's copy, which the informer keeps, replaces the
+// write's: the index and the informer share one copy of each block.
+func TestIndexKeepsTheWatchedCopy(t *testing.T) {
+	l := &Ledger{}
+	name := BlockName(0x020000000100)
+	watched := func(rv string) *storedBlock { return store(block("a", rv, 1)) }
+
+	fromWatch := watched("10")
+	l.Observe(fromWatch, false)
+	l.mu.Lock()
+	l.observeOwnLocked(watched("10")) // the write's answer, after the watch
+	l.mu.Unlock()
+	if l.blocks[name].latest != fromWatch {
+		t.Fatal("the write's copy replaced the watch's copy of the same version")
+	}
+
+	l.mu.Lock()
+	l.observeOwnLocked(watched("11")) // the write's answer, before the watch
+	l.mu.Unlock()
+	if got := l.blocks[name].latest; got == fromWatch || got.ResourceVersion != "11" {
+		t.Fatal("a newer version this replica wrote was not indexed")
+	}
+	fromWatch = watched("11")
+	l.Observe(fromWatch, false)
+	if l.blocks[name].latest != fromWatch {
+		t.Fatal("the watch's copy did not replace the write's copy of the same version")
+	}
+	if l.Len() != 1 {
+		t.Fatalf("%d entries, want 1", l.Len())
+	}
+}
