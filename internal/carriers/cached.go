@@ -29,9 +29,10 @@ type Cached struct {
 	// cachedMeta keeps identity and lifecycle, and a VM's finalizers (upstream
 	// kubemacpool's is removed).
 	cachedMeta
-	// Carried is what the object carries (Of), and Uncounted how many
-	// more MACs it lists beyond MaxCarried.
-	Carried   []Carrier
+	// Carries is what the object carries (Of; nil: nothing), which the
+	// index keeps too, and Uncounted how many more MACs it lists beyond
+	// MaxCarried.
+	Carries   *Carries
 	Uncounted int
 	// Reporter is what a running pod or VMI reports (collision.FromPod,
 	// FromVMI); nil when it reports nothing.
@@ -59,7 +60,7 @@ func (c *Cached) Reports() (collision.Reporter, bool) {
 // DeepCopyObject makes Cached a runtime.Object, as informers require.
 func (c *Cached) DeepCopyObject() runtime.Object {
 	out := &Cached{cachedKind: c.cachedKind, cachedMeta: c.cachedMeta.deepCopy(), Uncounted: c.Uncounted}
-	out.Carried = append([]Carrier(nil), c.Carried...)
+	out.Carries = c.Carries.deepCopy()
 	out.Applied = append([]NetworkMAC(nil), c.Applied...)
 	if c.Reporter != nil {
 		r := *c.Reporter
@@ -82,10 +83,10 @@ var (
 
 // newCached is what the cache keeps of any of the kinds: identity, kind,
 // and what the object carries, capped.
-func newCached(m *metav1.ObjectMeta, kind schema.GroupVersionKind, carried []Carrier) *Cached {
+func newCached(m *metav1.ObjectMeta, kind schema.GroupVersionKind, carries *Carries) *Cached {
 	c := &Cached{cachedMeta: metaOf(m)}
 	c.SetGroupVersionKind(kind)
-	c.Carried, c.Uncounted = capped(carried)
+	c.Carries, c.Uncounted = capped(carries)
 	return c
 }
 

@@ -11,6 +11,7 @@ package carriers
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -83,6 +84,107 @@ type Carrier struct {
 	Created time.Time
 }
 
+// Carries is what one object carries, as the cache and the index keep it.
+// Every MAC an object carries shares the object, whom it is carried for
+// and when the object was created; only the MAC and what it serves
+// differ. Every replica indexes every carried MAC, and a Carrier is 200
+// bytes: keeping what they share once per object rather than once per MAC
+// is some 10 MB of every replica at 100,000 carried MACs (issue 24).
+type Carries struct {
+	Object Ref
+	// For is whom the MACs are carried for, when not the object itself
+	// (nil): see Carrier.For.
+	For         *Ref
+	ForReceiver bool
+	Created     time.Time
+	MACs        []CarriedMAC
+}
+
+// CarriedMAC is one MAC of an object's Carries.
+type CarriedMAC struct {
+	MAC       mac.MAC
+	Network   string
+	Interface string
+}
+
+// Len is how many MACs cs lists (nil: none).
+func (cs *Carries) Len() int {
+	if cs == nil {
+		return 0
+	}
+	return len(cs.MACs)
+}
+
+// At is the carrier of cs's MAC i.
+func (cs *Carries) At(i int) Carrier {
+	forRef := cs.Object
+	if cs.For != nil {
+		forRef = *cs.For
+	}
+	m := &cs.MACs[i]
+	return Carrier{MAC: m.MAC, Object: cs.Object, For: forRef, ForReceiver: cs.ForReceiver,
+		Network: m.Network, Interface: m.Interface, Created: cs.Created}
+}
+
+// List is every carrier of cs, in order (nil: none).
+func (cs *Carries) List() []Carrier {
+	if cs.Len() == 0 {
+		return nil
+	}
+	out := make([]Carrier, len(cs.MACs))
+	for i := range cs.MACs {
+		out[i] = cs.At(i)
+	}
+	return out
+}
+
+// Pack is list as one object's Carries (nil when it is empty). The
+// carriers of one object share Object, For, ForReceiver and Created, as
+// the Of functions make them; Pack takes those of the first.
+func Pack(list []Carrier) *Carries {
+	if len(list) == 0 {
+		return nil
+	}
+	first := &list[0]
+	cs := &Carries{Object: first.Object, ForReceiver: first.ForReceiver, Created: first.Created,
+		MACs: make([]CarriedMAC, len(list))}
+	if first.For != first.Object {
+		forRef := first.For
+		cs.For = &forRef
+	}
+	for i := range list {
+		cs.MACs[i] = CarriedMAC{MAC: list[i].MAC, Network: list[i].Network, Interface: list[i].Interface}
+	}
+	return cs
+}
+
+// sameCarries reports whether a and b carry the same, the same way.
+func sameCarries(a, b *Carries) bool {
+	switch {
+	case a.Len() == 0 || b.Len() == 0:
+		return a.Len() == b.Len()
+	case a.Object != b.Object || a.ForReceiver != b.ForReceiver || a.Created != b.Created:
+		return false
+	case (a.For == nil) != (b.For == nil) || (a.For != nil && *a.For != *b.For):
+		return false
+	}
+	return slices.Equal(a.MACs, b.MACs)
+}
+
+// deepCopy is a copy of cs that shares nothing it could change.
+func (cs *Carries) deepCopy() *Carries {
+	if cs == nil {
+		return nil
+	}
+	out := *cs
+	if cs.For != nil {
+		forRef := *cs.For
+		out.For = &forRef
+	}
+	out.MACs = slices.Clone(cs.MACs)
+	return &out
+}
+
 // MaxCarried is the most MACs one object is taken to carry: the first
 // MaxCarried of its annotation or interfaces. Pods and VMs outside the
 // namespaces kubemacpool serves are not checked by its webhook, and every
@@ -93,15 +195,18 @@ type Carrier struct {
 // is left out is counted (kmp_carried_macs_ignored).
 const MaxCarried = 256
 
-// capped is the first MaxCarried of cs, in a list of its own (a slice of
-// the whole would keep all of it in memory), and how many were left out.
-func capped(cs []Carrier) ([]Carrier, int) {
-	if len(cs) <= MaxCarried {
+// capped is cs with the first MaxCarried of its MACs, in a list of their
+// own (a slice of the whole would keep all of it in memory), and how many
+// were left out.
+func capped(cs *Carries) (*Carries, int) {
+	n := cs.Len()
+	if n <= MaxCarried {
 		return cs, 0
 	}
-	out := make([]Carrier, MaxCarried)
-	copy(out, cs)
-	return out, len(cs) - MaxCarried
+	kept := make([]CarriedMAC, MaxCarried)
+	copy(kept, cs.MACs)
+	cs.MACs = kept
+	return cs, n - MaxCarried
 }
 
 // OfPod lists the MACs a pod's Multus networks annotation carries (at most
@@ -111,10 +216,10 @@ func capped(cs []Carrier) ([]Carrier, int) {
 // 48-bit MACs are skipped.
 func OfPod(pod *corev1.Pod) []Carrier {
 	cs, _ := capped(ofPod(pod))
-	return cs
+	return cs.List()
 }
 
-func ofPod(pod *corev1.Pod) []Carrier {
+func ofPod(pod *corev1.Pod) *Carries {
 	value := pod.Annotations[multus.NetworksAnnotation]
 	if value == "" {
 		return nil
@@ -123,35 +228,37 @@ func ofPod(pod *corev1.Pod) []Carrier {
 	if len(rs) == 0 {
 		return nil
 	}
-	self := Ref{Kind: Pod, Namespace: intern.String(pod.Namespace), Name: pod.Name, UID: pod.UID}
-	forRef := self
+	cs := &Carries{Object: Ref{Kind: Pod, Namespace: intern.String(pod.Namespace), Name: pod.Name, UID: pod.UID},
+		Created: pod.CreationTimestamp.Time, MACs: make([]CarriedMAC, 0, len(rs))}
 	if vmi, ok := kubevirt.LauncherOf(pod); ok {
-		forRef = Ref{Kind: VirtualMachineInstance, Namespace: self.Namespace, Name: vmi.Name, UID: vmi.UID}
+		cs.For = &Ref{Kind: VirtualMachineInstance, Namespace: cs.Object.Namespace, Name: vmi.Name, UID: vmi.UID}
 	}
-	out := make([]Carrier, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, Carrier{MAC: r.mac, Object: self, For: forRef, Network: intern.String(r.network),
-			Interface: intern.String(r.iface), Created: pod.CreationTimestamp.Time})
+		cs.MACs = append(cs.MACs, CarriedMAC{MAC: r.mac, Network: intern.String(r.network), Interface: intern.String(r.iface)})
 	}
-	return out
+	return cs
 }
 
 // OfVM lists the MACs in the interfaces of a VM's template that
 // kubemacpool manages (kubevirt.ManagedInterfaces), at most MaxCarried.
 func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 	cs, _ := capped(ofVM(vm))
-	return cs
+	return cs.List()
 }
 
-func ofVM(vm *kubevirtv1.VirtualMachine) []Carrier {
-	self := Ref{Kind: VirtualMachine, Namespace: intern.String(vm.Namespace), Name: vm.Name, UID: vm.UID}
-	out := ofSpec(kubevirt.VMSpec(vm), self, self, vm.CreationTimestamp.Time)
-	if kubevirt.IsMigrationReceiver(vm) {
-		for i := range out {
-			out[i].ForReceiver = true
-		}
+func ofVM(vm *kubevirtv1.VirtualMachine) *Carries {
+	cs := &Carries{Object: Ref{Kind: VirtualMachine, Namespace: intern.String(vm.Namespace), Name: vm.Name, UID: vm.UID},
+		ForReceiver: kubevirt.IsMigrationReceiver(vm), Created: vm.CreationTimestamp.Time}
+	cs.MACs = ofSpec(kubevirt.VMSpec(vm))
+	return nonEmpty(cs)
+}
+
+// nonEmpty is cs, or nil when it lists no MAC: most objects carry none.
+func nonEmpty(cs *Carries) *Carries {
+	if len(cs.MACs) == 0 {
+		return nil
 	}
-	return out
+	return cs
 }
 
 // OfVMI lists the MACs of a VMI's managed interfaces: those in its spec and
@@ -161,16 +268,16 @@ func ofVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 // actually use.
 func OfVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 	cs, _ := capped(ofVMI(vmi))
-	return cs
+	return cs.List()
 }
 
-func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
-	self := Ref{Kind: VirtualMachineInstance, Namespace: intern.String(vmi.Namespace), Name: vmi.Name, UID: vmi.UID}
-	forRef := self
+func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) *Carries {
+	cs := &Carries{Object: Ref{Kind: VirtualMachineInstance, Namespace: intern.String(vmi.Namespace), Name: vmi.Name, UID: vmi.UID},
+		Created: vmi.CreationTimestamp.Time}
 	if vm, ok := kubevirt.ControllingVM(vmi); ok {
-		forRef = Ref{Kind: VirtualMachine, Namespace: self.Namespace, Name: vm.Name, UID: vm.UID}
+		cs.For = &Ref{Kind: VirtualMachine, Namespace: cs.Object.Namespace, Name: vm.Name, UID: vm.UID}
 	}
-	out := ofSpec(&vmi.Spec, self, forRef, vmi.CreationTimestamp.Time)
+	out := ofSpec(&vmi.Spec)
 	managed := map[string]kubevirt.Managed{}
 	for _, m := range kubevirt.ManagedInterfaces(&vmi.Spec) {
 		managed[m.Interface] = m
@@ -189,20 +296,20 @@ func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 			continue
 		}
 		seen[m] = true
-		out = append(out, Carrier{MAC: m, Object: self, For: forRef, Network: intern.String(iface.Network), Interface: intern.String(iface.Interface),
-			Created: vmi.CreationTimestamp.Time})
+		out = append(out, CarriedMAC{MAC: m, Network: intern.String(iface.Network), Interface: intern.String(iface.Interface)})
 	}
-	return out
+	cs.MACs = out
+	return nonEmpty(cs)
 }
 
-func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec, self, forRef Ref, created time.Time) []Carrier {
-	var out []Carrier
+func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec) []CarriedMAC {
+	var out []CarriedMAC
 	for _, m := range kubevirt.ManagedInterfaces(spec) {
 		parsed, err := mac.Parse(m.MAC)
 		if err != nil {
 			continue
 		}
-		out = append(out, Carrier{MAC: parsed, Object: self, For: forRef, Network: intern.String(m.Network), Interface: intern.String(m.Interface), Created: created})
+		out = append(out, CarriedMAC{MAC: parsed, Network: intern.String(m.Network), Interface: intern.String(m.Interface)})
 	}
 	return out
 }
@@ -212,7 +319,7 @@ func ofSpec(spec *kubevirtv1.VirtualMachineInstanceSpec, self, forRef Ref, creat
 func Of(obj any) []Carrier {
 	switch o := obj.(type) {
 	case *Cached:
-		return o.Carried
+		return o.Carries.List()
 	case *corev1.Pod:
 		return OfPod(o)
 	case *kubevirtv1.VirtualMachine:

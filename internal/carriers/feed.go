@@ -158,11 +158,12 @@ func (f *Feed) watch(ctx context.Context, obj client.Object, kind string) (tools
 		return nil, fmt.Errorf("watching %s for carried MACs: %w", kind, err)
 	}
 	set := func(o any) {
-		if m, ok := o.(client.Object); ok {
+		if c, ok := o.(*Cached); ok {
+			// The index keeps the cache's own Carries.
+			f.Index.SetCarries(kind, c.GetNamespace(), c.GetName(), c.Carries)
+			f.count(objectKey{kind, c.GetNamespace(), c.GetName()}, c.Uncounted)
+		} else if m, ok := o.(client.Object); ok {
 			f.Index.Set(kind, m.GetNamespace(), m.GetName(), Of(o))
-			if c, ok := o.(*Cached); ok {
-				f.count(objectKey{kind, m.GetNamespace(), m.GetName()}, c.Uncounted)
-			}
 		}
 	}
 	r, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{

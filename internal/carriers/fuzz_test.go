@@ -41,7 +41,7 @@ func FuzzCarriedAsMultus(f *testing.F) {
 			Annotations: map[string]string{multus.NetworksAnnotation: value}}}
 		carried := map[request]bool{}
 		onNetwork := map[request]bool{} // the interface left out
-		for _, c := range ofPod(p) {
+		for _, c := range ofPod(p).List() {
 			carried[request{network: c.Network, iface: c.Interface, mac: c.MAC}] = true
 			onNetwork[request{network: c.Network, mac: c.MAC}] = true
 		}

@@ -1,6 +1,7 @@
 package carriers
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -19,11 +20,12 @@ type objectKey struct{ kind, namespace, name string }
 // the webhook's refusal messages.
 type Index struct {
 	mu sync.RWMutex
-	// byMAC points into the lists of objects, which are the lists the
-	// cache holds (Cached.Carried): a carrier is stored once, however
-	// many ways it is found.
-	byMAC   map[mac.MAC][]*Carrier
-	objects map[objectKey][]Carrier
+	// byMAC lists the objects carrying each MAC (an object listing a MAC
+	// twice, twice), and objects what each object carries: both point at
+	// the Carries the cache holds (Cached.Carries), stored once however
+	// many ways they are found.
+	byMAC   map[mac.MAC][]*Carries
+	objects map[objectKey]*Carries
 	// onChange is told whenever the carriers of a MAC change, with whether
 	// anyone carries it now: a MAC that starts or stops being carried, and
 	// a second object taking up a carried MAC (a collision to report). It
@@ -41,7 +43,7 @@ type Index struct {
 // NewIndex returns an empty index that tells onChange (may be nil) when
 // the carriers of a MAC change.
 func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
-	return &Index{byMAC: map[mac.MAC][]*Carrier{}, objects: map[objectKey][]Carrier{}, onChange: onChange}
+	return &Index{byMAC: map[mac.MAC][]*Carries{}, objects: map[objectKey]*Carries{}, onChange: onChange}
 }
 
 // CheckHeldWith makes Resolve accept a VMI's MAC as its VM's when held
@@ -51,19 +53,29 @@ func (ix *Index) CheckHeldWith(held func(m mac.MAC, owner Ref) bool) { ix.heldFo
 
 // Set records that the object of the given kind, namespace and name
 // carries exactly cs now (nil: nothing), replacing what it carried before.
-// The index keeps cs: the caller must not change it afterwards.
+// The carriers of one object share Object, For, ForReceiver and Created,
+// as the Of functions make them (Pack).
 func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
+	ix.SetCarries(kind, namespace, name, Pack(cs))
+}
+
+// SetCarries is Set with what the object carries packed (nil: nothing).
+// The index keeps cs: the caller must not change it afterwards.
+func (ix *Index) SetCarries(kind, namespace, name string, cs *Carries) {
+	if cs.Len() == 0 {
+		cs = nil
+	}
 	key := objectKey{kind, namespace, name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	old := ix.objects[key]
-	if sameCarriers(old, cs) {
+	if sameCarries(old, cs) {
 		// Most updates (status, labels) change nothing carried: nobody is
-		// told, but the index moves to the new list, the one the cache now
-		// holds, so the old one can be freed.
-		if len(cs) > 0 && &cs[0] != &old[0] {
-			for i := range cs {
-				ix.repointLocked(&old[i], &cs[i])
+		// told, but the index moves to the new Carries, the one the cache
+		// now holds, so the old one can be freed.
+		if cs != nil && cs != old {
+			for _, c := range cs.MACs {
+				ix.repointLocked(c.MAC, old, cs)
 			}
 			ix.objects[key] = cs
 		}
@@ -71,20 +83,21 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 	}
 	// Add before removing: a MAC the object keeps never looks uncarried,
 	// not even between the two steps.
-	for i := range cs {
-		m := cs[i].MAC
-		ix.byMAC[m] = append(ix.byMAC[m], &cs[i])
-		if ix.onChange != nil {
-			ix.onChange(m, true)
+	if cs != nil {
+		for _, c := range cs.MACs {
+			ix.byMAC[c.MAC] = append(ix.byMAC[c.MAC], cs)
+			if ix.onChange != nil {
+				ix.onChange(c.MAC, true)
+			}
 		}
-	}
-	for _, c := range old {
-		ix.removeLocked(c) // the first match is the old entry: new ones were appended after it
-	}
-	if len(cs) == 0 {
-		delete(ix.objects, key)
-	} else {
 		ix.objects[key] = cs
+	} else {
+		delete(ix.objects, key)
+	}
+	if old != nil {
+		for _, c := range old.MACs {
+			ix.removeLocked(c.MAC, old)
+		}
 	}
 }
 
@@ -93,54 +106,43 @@ func (ix *Index) Set(kind, namespace, name string, cs []Carrier) {
 func (ix *Index) ObjectCarries(kind, namespace, name string, uid types.UID, m mac.MAC) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	for _, c := range ix.objects[objectKey{kind, namespace, name}] {
-		if c.MAC == m && (uid == "" || c.Object.UID == uid) {
+	cs := ix.objects[objectKey{kind, namespace, name}]
+	if cs == nil || (uid != "" && cs.Object.UID != uid) {
+		return false
+	}
+	for _, c := range cs.MACs {
+		if c.MAC == m {
 			return true
 		}
 	}
 	return false
 }
 
-func sameCarriers(a, b []Carrier) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// repointLocked makes byMAC refer to to where it referred to from.
-func (ix *Index) repointLocked(from, to *Carrier) {
-	for i, p := range ix.byMAC[to.MAC] {
+// repointLocked makes byMAC[m] refer to to wherever it referred to from.
+func (ix *Index) repointLocked(m mac.MAC, from, to *Carries) {
+	for i, p := range ix.byMAC[m] {
 		if p == from {
-			ix.byMAC[to.MAC][i] = to
-			return
+			ix.byMAC[m][i] = to
 		}
 	}
 }
 
 // Delete forgets the object: it carries nothing any more.
-func (ix *Index) Delete(kind, namespace, name string) { ix.Set(kind, namespace, name, nil) }
+func (ix *Index) Delete(kind, namespace, name string) { ix.SetCarries(kind, namespace, name, nil) }
 
-func (ix *Index) removeLocked(c Carrier) {
-	list := ix.byMAC[c.MAC]
-	for i := range list {
-		if *list[i] == c {
-			list = append(list[:i:i], list[i+1:]...)
-			break
-		}
+// removeLocked takes one mention of cs out of m's list.
+func (ix *Index) removeLocked(m mac.MAC, cs *Carries) {
+	list := ix.byMAC[m]
+	if i := slices.Index(list, cs); i >= 0 {
+		list = append(list[:i:i], list[i+1:]...)
 	}
 	if len(list) > 0 {
-		ix.byMAC[c.MAC] = list
+		ix.byMAC[m] = list
 	} else {
-		delete(ix.byMAC, c.MAC)
+		delete(ix.byMAC, m)
 	}
 	if ix.onChange != nil {
-		ix.onChange(c.MAC, len(list) > 0)
+		ix.onChange(m, len(list) > 0)
 	}
 }
 
@@ -156,10 +158,18 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 		ix.mu.RUnlock()
 		return nil
 	}
-	out := make([]Carrier, len(list))
-	claims := make([]heldClaim, len(list))
-	for i, c := range list {
-		out[i], claims[i] = ix.resolveLocked(*c)
+	out := make([]Carrier, 0, len(list))
+	claims := make([]heldClaim, 0, len(list))
+	for i, cs := range list {
+		if slices.Index(list, cs) < i {
+			continue // an object listing m twice: its carriers of m are out already
+		}
+		for j := range cs.MACs {
+			if cs.MACs[j].MAC == m {
+				c, claim := ix.resolveLocked(cs.At(j))
+				out, claims = append(out, c), append(claims, claim)
+			}
+		}
 	}
 	ix.mu.RUnlock()
 	for i := range out {
@@ -282,12 +292,13 @@ func (ix *Index) resolveLocked(c Carrier) (Carrier, heldClaim) {
 // carrierLocked returns a carrier of the object r names, with r's UID: its
 // carrier of m, or any of its carriers when m is zero.
 func (ix *Index) carrierLocked(r Ref, m mac.MAC) (Carrier, bool) {
-	for _, c := range ix.objects[objectKey{r.Kind, r.Namespace, r.Name}] {
-		if c.Object.UID != r.UID {
-			return Carrier{}, false
-		}
-		if m == 0 || c.MAC == m {
-			return c, true
+	cs := ix.objects[objectKey{r.Kind, r.Namespace, r.Name}]
+	if cs == nil || cs.Object.UID != r.UID {
+		return Carrier{}, false
+	}
+	for i := range cs.MACs {
+		if m == 0 || cs.MACs[i].MAC == m {
+			return cs.At(i), true
 		}
 	}
 	return Carrier{}, false

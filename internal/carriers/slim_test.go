@@ -174,8 +174,9 @@ func TestSlimKeepsWhatIsRead(t *testing.T) {
 	// A copy is the same and shares nothing that could be written.
 	copied := c.DeepCopyObject().(*carriers.Cached)
 	same(t, "a deep copy", c, copied)
-	copied.Carried[0].Network, copied.Reporter.MACs[0] = "changed", 1
-	if c.Carried[0].Network == "changed" || c.Reporter.MACs[0] == 1 {
+	copied.Carries.MACs[0].Network, copied.Reporter.MACs[0] = "changed", 1
+	copied.Carries.For.Name = "changed"
+	if c.Carries.MACs[0].Network == "changed" || c.Carries.For.Name == "changed" || c.Reporter.MACs[0] == 1 {
 		t.Error("a deep copy shares its carriers or its report with the original")
 	}
 	// The transform is idempotent (client-go may apply it to an object it
@@ -219,14 +220,14 @@ func TestCarriedIsCapped(t *testing.T) {
 	}
 	p.Annotations["k8s.v1.cni.cncf.io/networks"] = "[" + strings.Join(networks, ",") + "]"
 	c := cached(t, p)
-	if len(c.Carried) != carriers.MaxCarried || c.Uncounted != 44 {
-		t.Fatalf("cached %d carried, %d uncounted; want %d, 44", len(c.Carried), c.Uncounted, carriers.MaxCarried)
+	if c.Carries.Len() != carriers.MaxCarried || c.Uncounted != 44 {
+		t.Fatalf("cached %d carried, %d uncounted; want %d, 44", c.Carries.Len(), c.Uncounted, carriers.MaxCarried)
 	}
-	if cap(c.Carried) != carriers.MaxCarried {
-		t.Errorf("the cached list keeps room for %d carriers: the whole list stays in memory", cap(c.Carried))
+	if cap(c.Carries.MACs) != carriers.MaxCarried {
+		t.Errorf("the cached list keeps room for %d MACs: the whole list stays in memory", cap(c.Carries.MACs))
 	}
 	same(t, "carriers of a pod listing too many", carriers.Of(p), carriers.Of(c))
-	if last := c.Carried[carriers.MaxCarried-1].MAC; last != mac.MAC(0x0200000000ff) {
+	if last := c.Carries.MACs[carriers.MaxCarried-1].MAC; last != mac.MAC(0x0200000000ff) {
 		t.Errorf("the last MAC counted is %s, want the 256th listed", last)
 	}
 }
