@@ -20,11 +20,14 @@ type objectKey struct{ kind, namespace, name string }
 // the webhook's refusal messages.
 type Index struct {
 	mu sync.RWMutex
-	// byMAC lists the objects carrying each MAC (an object listing a MAC
-	// twice, twice), and objects what each object carries: both point at
-	// the Carries the cache holds (Cached.Carries), stored once however
-	// many ways they are found.
-	byMAC   map[mac.MAC][]*Carries
+	// byMAC is the first object to carry each MAC, and more the others
+	// in order (an object listing a MAC twice is there twice): most MACs
+	// have one carrier, and a map of lists would cost 24 bytes more per
+	// MAC. objects is what each object carries. All point at the Carries
+	// the cache holds (Cached.Carries), stored once however many ways they
+	// are found.
+	byMAC   map[mac.MAC]*Carries
+	more    map[mac.MAC][]*Carries
 	objects map[objectKey]*Carries
 	// onChange is told whenever the carriers of a MAC change, with whether
 	// anyone carries it now: a MAC that starts or stops being carried, and
@@ -43,7 +46,7 @@ type Index struct {
 // NewIndex returns an empty index that tells onChange (may be nil) when
 // the carriers of a MAC change.
 func NewIndex(onChange func(m mac.MAC, carried bool)) *Index {
-	return &Index{byMAC: map[mac.MAC][]*Carries{}, objects: map[objectKey]*Carries{}, onChange: onChange}
+	return &Index{byMAC: map[mac.MAC]*Carries{}, more: map[mac.MAC][]*Carries{}, objects: map[objectKey]*Carries{}, onChange: onChange}
 }
 
 // CheckHeldWith makes Resolve accept a VMI's MAC as its VM's when held
@@ -85,7 +88,11 @@ func (ix *Index) SetCarries(kind, namespace, name string, cs *Carries) {
 	// not even between the two steps.
 	if cs != nil {
 		for _, c := range cs.MACs {
-			ix.byMAC[c.MAC] = append(ix.byMAC[c.MAC], cs)
+			if ix.byMAC[c.MAC] == nil {
+				ix.byMAC[c.MAC] = cs
+			} else {
+				ix.more[c.MAC] = append(ix.more[c.MAC], cs)
+			}
 			if ix.onChange != nil {
 				ix.onChange(c.MAC, true)
 			}
@@ -118,11 +125,15 @@ func (ix *Index) ObjectCarries(kind, namespace, name string, uid types.UID, m ma
 	return false
 }
 
-// repointLocked makes byMAC[m] refer to to wherever it referred to from.
+// repointLocked makes m's carriers refer to to wherever they referred to
+// from.
 func (ix *Index) repointLocked(m mac.MAC, from, to *Carries) {
-	for i, p := range ix.byMAC[m] {
+	if ix.byMAC[m] == from {
+		ix.byMAC[m] = to
+	}
+	for i, p := range ix.more[m] {
 		if p == from {
-			ix.byMAC[m][i] = to
+			ix.more[m][i] = to
 		}
 	}
 }
@@ -132,18 +143,39 @@ func (ix *Index) Delete(kind, namespace, name string) { ix.SetCarries(kind, name
 
 // removeLocked takes one mention of cs out of m's list.
 func (ix *Index) removeLocked(m mac.MAC, cs *Carries) {
-	list := ix.byMAC[m]
-	if i := slices.Index(list, cs); i >= 0 {
-		list = append(list[:i:i], list[i+1:]...)
+	more := ix.more[m]
+	if ix.byMAC[m] == cs {
+		if len(more) == 0 {
+			delete(ix.byMAC, m)
+		} else {
+			ix.byMAC[m], more = more[0], more[1:]
+		}
+	} else if i := slices.Index(more, cs); i >= 0 {
+		more = slices.Delete(slices.Clone(more), i, i+1)
 	}
-	if len(list) > 0 {
-		ix.byMAC[m] = list
+	if len(more) > 0 {
+		ix.more[m] = slices.Clip(more)
 	} else {
-		delete(ix.byMAC, m)
+		delete(ix.more, m)
 	}
 	if ix.onChange != nil {
-		ix.onChange(m, len(list) > 0)
+		ix.onChange(m, ix.byMAC[m] != nil)
 	}
+}
+
+// carriersLocked lists the Carries of every object carrying m, each once.
+func (ix *Index) carriersLocked(m mac.MAC) []*Carries {
+	first := ix.byMAC[m]
+	if first == nil {
+		return nil
+	}
+	out := []*Carries{first}
+	for _, cs := range ix.more[m] {
+		if !slices.Contains(out, cs) {
+			out = append(out, cs)
+		}
+	}
+	return out
 }
 
 // Of returns the objects carrying m, oldest first, each with For checked
@@ -153,18 +185,15 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 		return nil
 	}
 	ix.mu.RLock()
-	list := ix.byMAC[m]
+	list := ix.carriersLocked(m)
 	if len(list) == 0 {
 		ix.mu.RUnlock()
 		return nil
 	}
 	out := make([]Carrier, 0, len(list))
 	claims := make([]heldClaim, 0, len(list))
-	for i, cs := range list {
-		if slices.Index(list, cs) < i {
-			continue // an object listing m twice: its carriers of m are out already
-		}
-		for j := range cs.MACs {
+	for _, cs := range list {
+		for j := range cs.MACs { // an object listing m twice has two carriers of it
 			if cs.MACs[j].MAC == m {
 				c, claim := ix.resolveLocked(cs.At(j))
 				out, claims = append(out, c), append(claims, claim)
@@ -188,7 +217,7 @@ func (ix *Index) Of(m mac.MAC) []Carrier {
 func (ix *Index) Carried(m mac.MAC) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.byMAC[m]) > 0
+	return ix.byMAC[m] != nil
 }
 
 // Len is how many distinct MACs are carried.

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/kubemacpool/kubemacpool/internal/mac"
 )
 
@@ -23,7 +25,7 @@ func TestIndexKeepsTheLatestCarries(t *testing.T) {
 		t.Error("the index keeps the first Carries after an update that carried the same")
 	}
 	for _, m := range []mac.MAC{1, 2} {
-		if ps := ix.byMAC[m]; len(ps) != 1 || ps[0] != second {
+		if ps := ix.carriersLocked(m); len(ps) != 1 || ps[0] != second {
 			t.Errorf("MAC %s: the index refers to %v, want the second Carries", m, ps)
 		}
 	}
@@ -50,5 +52,43 @@ func TestPackKeepsWhatOneObjectCarries(t *testing.T) {
 	}
 	if Pack(nil) != nil || Pack(nil).List() != nil || Pack(nil).Len() != 0 {
 		t.Error("an empty list does not pack to nothing")
+	}
+}
+
+// A MAC several objects carry stays carried until the last goes, whichever
+// goes first, and the index keeps nothing of it afterwards; an object
+// listing the MAC twice is one object with two carriers of it.
+func TestIndexKeepsEveryCarrierOfAMAC(t *testing.T) {
+	ix := NewIndex(nil)
+	const m = mac.MAC(7)
+	ref := func(name string) Ref { return Ref{Kind: Pod, Namespace: "ns", Name: name, UID: types.UID(name)} }
+	set := func(name string, networks ...string) {
+		var list []Carrier
+		for _, n := range networks {
+			list = append(list, Carrier{MAC: m, Object: ref(name), For: ref(name), Network: n})
+		}
+		ix.Set(Pod, "ns", name, list)
+	}
+	carriedBy := func() []string {
+		var out []string
+		for _, c := range ix.Of(m) {
+			out = append(out, c.Object.Name+"/"+c.Network)
+		}
+		return out
+	}
+	set("a", "ns/x")
+	set("b", "ns/x", "ns/y")
+	set("c", "ns/x")
+	if got, want := carriedBy(), []string{"a/ns/x", "b/ns/x", "b/ns/y", "c/ns/x"}; !slices.Equal(got, want) {
+		t.Fatalf("carried by %v, want %v", got, want)
+	}
+	for _, gone := range []string{"a", "c", "b"} {
+		ix.Delete(Pod, "ns", gone)
+		if ix.Carried(m) != (gone != "b") {
+			t.Fatalf("after %s went: carried = %v", gone, ix.Carried(m))
+		}
+	}
+	if len(ix.byMAC) != 0 || len(ix.more) != 0 || len(ix.objects) != 0 {
+		t.Errorf("nothing carries %s, yet the index keeps %d, %d, %d", m, len(ix.byMAC), len(ix.more), len(ix.objects))
 	}
 }
