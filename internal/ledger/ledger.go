@@ -49,8 +49,8 @@ type Ledger struct {
 
 	mu     sync.Mutex
 	blocks map[string]*blockState
-	// byOwner holds the MACs held for each owner (macSet).
-	byOwner map[ownerKey]*macSet
+	// byOwner holds the MACs held for each named owner.
+	byOwner ownerIndex
 	// recent lists, per owner namespace, the MACs whose entries appeared
 	// or were renewed, oldest first, compacted by Waiting: the pool
 	// counts a namespace's waiting reservations without walking all of
@@ -59,8 +59,6 @@ type Ledger struct {
 	entries int
 	synced  atomic.Bool
 }
-
-type ownerKey struct{ kind, namespace, name string }
 
 // blockState is what this replica knows of one block and what it waits to
 // write to it.
@@ -79,7 +77,7 @@ func (l *Ledger) NeedLeaderElection() bool { return false }
 func (l *Ledger) init() {
 	if l.blocks == nil {
 		l.blocks = map[string]*blockState{}
-		l.byOwner = map[ownerKey]*macSet{}
+		l.byOwner = newOwnerIndex()
 		l.recent = map[string][]mac.MAC{}
 	}
 }
@@ -224,70 +222,14 @@ func (l *Ledger) indexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
 	if o.Name == "" {
 		return
 	}
-	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	set := l.byOwner[k]
-	if set == nil {
-		set = &macSet{}
-		l.byOwner[k] = set
-	}
-	set.add(m)
+	l.byOwner.add(ownerKey{o.Kind, o.Namespace, o.Name}, m)
 }
 
 func (l *Ledger) unindexOwnerLocked(o v1alpha1.Owner, m mac.MAC) {
-	k := ownerKey{o.Kind, o.Namespace, o.Name}
-	if set := l.byOwner[k]; set != nil && set.remove(m) {
-		delete(l.byOwner, k)
+	if o.Name == "" {
+		return
 	}
-}
-
-// macSet is the MACs held for one owner key: most owners hold one or two,
-// kept in a list (a map each would cost over 200 bytes, for 10,000s of
-// owners); a StatefulSet (all its ordinals) or a generateName prefix may
-// hold thousands, kept in a map once the list is long.
-type macSet struct {
-	list []mac.MAC
-	many map[mac.MAC]struct{}
-}
-
-// macSetListMost is the longest a macSet's list gets before it is a map.
-const macSetListMost = 16
-
-func (s *macSet) add(m mac.MAC) {
-	switch {
-	case s.many != nil:
-		s.many[m] = struct{}{}
-	case slices.Contains(s.list, m):
-	case len(s.list) < macSetListMost:
-		s.list = append(s.list, m)
-	default:
-		s.many = make(map[mac.MAC]struct{}, 2*macSetListMost)
-		for _, x := range s.list {
-			s.many[x] = struct{}{}
-		}
-		s.many[m], s.list = struct{}{}, nil
-	}
-}
-
-// remove takes m out, and reports whether the set is empty now.
-func (s *macSet) remove(m mac.MAC) (empty bool) {
-	if s.many != nil {
-		delete(s.many, m)
-		return len(s.many) == 0
-	}
-	if i := slices.Index(s.list, m); i >= 0 {
-		s.list = slices.Delete(s.list, i, i+1)
-	}
-	return len(s.list) == 0
-}
-
-// each calls f with every MAC of the set.
-func (s *macSet) each(f func(mac.MAC)) {
-	for _, m := range s.list {
-		f(m)
-	}
-	for m := range s.many {
-		f(m)
-	}
+	l.byOwner.remove(ownerKey{o.Kind, o.Namespace, o.Name}, m)
 }
 
 func (l *Ledger) stateLocked(start mac.MAC) *blockState {
@@ -340,14 +282,16 @@ func (l *Ledger) OwnedBy(kind, namespace, name string) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Entry
-	set := l.byOwner[ownerKey{kind, namespace, name}]
-	if set == nil {
+	if l.blocks == nil {
 		return nil
 	}
-	set.each(func(m mac.MAC) {
+	l.byOwner.each(ownerKey{kind, namespace, name}, func(m mac.MAC) {
 		if st := l.blocks[BlockName(m)]; st != nil && st.latest != nil {
+			// The index may list another owner's MACs with this one's.
 			if i := st.latest.find(Offset(m)); i >= 0 {
-				out = append(out, Entry{MAC: m, MACBlockEntry: st.latest.entry(i)})
+				if o := st.latest.owner(i); o.Kind == kind && o.Namespace == namespace && o.Name == name {
+					out = append(out, Entry{MAC: m, MACBlockEntry: st.latest.entry(i)})
+				}
 			}
 		}
 	})
