@@ -491,7 +491,11 @@ func (b *bench) memory(label, target string) error {
 	if err != nil {
 		return err
 	}
-	b.table.add(label, fmt.Sprintf("%d MiB (peak %d MiB)", rss>>20, peak>>20), target)
+	anon, err := b.kmp.AnonymousMemory()
+	if err != nil {
+		return err
+	}
+	b.table.add(label, fmt.Sprintf("%d MiB (peak %d MiB; %d MiB anonymous, %d MiB of files: the binary)", rss>>20, peak>>20, anon>>20, (rss-anon)>>20), target)
 	if b.o.heap != "" && target != "" {
 		return b.heapProfile()
 	}

@@ -139,6 +139,12 @@ func (k *Process) ResidentMemory() (uint64, error) { return k.status("VmRSS:") }
 // a memory limit must leave room for.
 func (k *Process) PeakResidentMemory() (uint64, error) { return k.status("VmHWM:") }
 
+// AnonymousMemory is RssAnon, the part of VmRSS that is the process's own
+// (heap, stacks, runtime). The rest is mostly the binary's pages, read from
+// the page cache and shared; the kernel maps pages around each one touched
+// (fault-around), so it depends on what else read the file.
+func (k *Process) AnonymousMemory() (uint64, error) { return k.status("RssAnon:") }
+
 // status reads a size field of /proc/PID/status, in bytes.
 func (k *Process) status(field string) (uint64, error) {
 	k.mu.Lock()
