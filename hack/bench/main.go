@@ -100,7 +100,7 @@ func main() {
 	flag.IntVar(&o.pods, "pods", 10000, "pods carrying a MAC, created without kubemacpool, for the start-up measure")
 	flag.IntVar(&o.podMACs, "pod-macs", 1, "MACs each start-up pod carries (one Multus network each)")
 	flag.IntVar(&o.vms, "vms", 10000, "VMs carrying a MAC, created without kubemacpool, for the start-up measure")
-	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE)")
+	flag.StringVar(&o.heap, "heap", "", "write a heap profile of kubemacpool to this file when its memory is measured after repair (go tool pprof FILE), and its text form, with the runtime's MemStats, to FILE.txt")
 	flag.StringVar(&o.cpu, "cpu", "", "write a CPU profile of kubemacpool, taken over 5 s of the concurrent pod creates it serves, to this file (go tool pprof FILE)")
 	flag.StringVar(&o.apiCPU, "api-cpu", "", "write kube-apiserver's CPU profiles, each over 5 s of the concurrent pod creates, to FILE.served and FILE.ignored: where the API server's time goes with and without the webhook")
 	flag.StringVar(&o.startupCPU, "startup-cpu", "", "write a CPU profile of kubemacpool's first start (the start-up measure), over -startup-cpu-seconds from the process start, to this file")
@@ -545,7 +545,14 @@ func (b *bench) cpuProfile(d time.Duration) error {
 }
 
 // heapProfile saves kubemacpool's heap profile to the -heap file.
-func (b *bench) heapProfile() error { return b.saveProfile("heap", b.o.heap) }
+func (b *bench) heapProfile() error {
+	if err := b.saveProfile("heap", b.o.heap); err != nil {
+		return err
+	}
+	// The text form ends with the runtime's MemStats: the heap's idle and
+	// released pages, stacks and the runtime's own, beside the profile.
+	return b.saveProfile("heap?debug=1", b.o.heap+".txt")
+}
 
 // saveProfile saves kubemacpool's /debug/pprof/<which> to file.
 func (b *bench) saveProfile(which, file string) error {

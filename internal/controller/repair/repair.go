@@ -328,8 +328,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if f.Entry != nil {
 			f.OwnerKindWatched = !isKubeVirtKind(f.Entry.Owner.Kind) || r.Indexed.KubeVirtIndexed()
 			f.SeenBound = r.wasBound(m, f.Entry)
-			f.FirstSeen = r.firstSeen(m, f.Entry, now)
-			f.UnboundSince = r.unboundSince(m, f.Entry, now)
+			if !f.SeenBound {
+				// Only an entry never seen bound waits out a grace from
+				// when it was first seen (case 10).
+				f.FirstSeen = r.firstSeen(m, f.Entry, now)
+				f.UnboundSince = r.unboundSince(m, f.Entry, now)
+			}
 			if heartbeat.IsStock(f.Entry.Owner) {
 				f.Stock = true
 				f.StockExpires = now.Add(r.Grace) // no tracker (tests): alive
@@ -718,6 +722,9 @@ func (r *Reconciler) markBound(m mac.MAC, e *v1alpha1.MACBlockEntry) {
 	defer r.mu.Unlock()
 	r.seenBound[m] = e.Reserved.UnixMicro()
 	delete(r.unbound, m)
+	// When it was first seen counts no more while it is seen bound; a
+	// renewal, which ends that, is an entry seen afresh all the same.
+	delete(r.seen, m)
 }
 
 // pruneUnbound forgets the unbound marks of MACs that have had no entry
