@@ -110,7 +110,7 @@ func cachedPod(pod *corev1.Pod) *Cached {
 // kubemacpool's is removed).
 func cachedVM(vm *kubevirtv1.VirtualMachine) *Cached {
 	c := newCached(&vm.ObjectMeta, vmKind, ofVM(vm))
-	c.finalizers = vm.Finalizers
+	c.SetFinalizers(vm.Finalizers)
 	return c
 }
 

@@ -96,7 +96,7 @@ type Carries struct {
 	// (nil): see Carrier.For.
 	For         *Ref
 	ForReceiver bool
-	Created     time.Time
+	created     unixNano // the object's creation time (Carrier.Created)
 	MACs        []CarriedMAC
 }
 
@@ -123,7 +123,7 @@ func (cs *Carries) At(i int) Carrier {
 	}
 	m := &cs.MACs[i]
 	return Carrier{MAC: m.MAC, Object: cs.Object, For: forRef, ForReceiver: cs.ForReceiver,
-		Network: m.Network, Interface: m.Interface, Created: cs.Created}
+		Network: m.Network, Interface: m.Interface, Created: cs.created.Time()}
 }
 
 // List is every carrier of cs, in order (nil: none).
@@ -146,7 +146,7 @@ func Pack(list []Carrier) *Carries {
 		return nil
 	}
 	first := &list[0]
-	cs := &Carries{Object: first.Object, ForReceiver: first.ForReceiver, Created: first.Created,
+	cs := &Carries{Object: first.Object, ForReceiver: first.ForReceiver, created: unixNanoOf(first.Created),
 		MACs: make([]CarriedMAC, len(list))}
 	if first.For != first.Object {
 		forRef := first.For
@@ -163,7 +163,7 @@ func sameCarries(a, b *Carries) bool {
 	switch {
 	case a.Len() == 0 || b.Len() == 0:
 		return a.Len() == b.Len()
-	case a.Object != b.Object || a.ForReceiver != b.ForReceiver || a.Created != b.Created:
+	case a.Object != b.Object || a.ForReceiver != b.ForReceiver || a.created != b.created:
 		return false
 	case (a.For == nil) != (b.For == nil) || (a.For != nil && *a.For != *b.For):
 		return false
@@ -229,7 +229,7 @@ func ofPod(pod *corev1.Pod) *Carries {
 		return nil
 	}
 	cs := &Carries{Object: Ref{Kind: Pod, Namespace: intern.String(pod.Namespace), Name: pod.Name, UID: pod.UID},
-		Created: pod.CreationTimestamp.Time, MACs: make([]CarriedMAC, 0, len(rs))}
+		created: unixNanoOf(pod.CreationTimestamp.Time), MACs: make([]CarriedMAC, 0, len(rs))}
 	if vmi, ok := kubevirt.LauncherOf(pod); ok {
 		cs.For = &Ref{Kind: VirtualMachineInstance, Namespace: cs.Object.Namespace, Name: vmi.Name, UID: vmi.UID}
 	}
@@ -248,7 +248,7 @@ func OfVM(vm *kubevirtv1.VirtualMachine) []Carrier {
 
 func ofVM(vm *kubevirtv1.VirtualMachine) *Carries {
 	cs := &Carries{Object: Ref{Kind: VirtualMachine, Namespace: intern.String(vm.Namespace), Name: vm.Name, UID: vm.UID},
-		ForReceiver: kubevirt.IsMigrationReceiver(vm), Created: vm.CreationTimestamp.Time}
+		ForReceiver: kubevirt.IsMigrationReceiver(vm), created: unixNanoOf(vm.CreationTimestamp.Time)}
 	cs.MACs = ofSpec(kubevirt.VMSpec(vm))
 	return nonEmpty(cs)
 }
@@ -273,7 +273,7 @@ func OfVMI(vmi *kubevirtv1.VirtualMachineInstance) []Carrier {
 
 func ofVMI(vmi *kubevirtv1.VirtualMachineInstance) *Carries {
 	cs := &Carries{Object: Ref{Kind: VirtualMachineInstance, Namespace: intern.String(vmi.Namespace), Name: vmi.Name, UID: vmi.UID},
-		Created: vmi.CreationTimestamp.Time}
+		created: unixNanoOf(vmi.CreationTimestamp.Time)}
 	if vm, ok := kubevirt.ControllingVM(vmi); ok {
 		cs.For = &Ref{Kind: VirtualMachine, Namespace: cs.Object.Namespace, Name: vm.Name, UID: vm.UID}
 	}
