@@ -1,6 +1,7 @@
 package carriers
 
 import (
+	"hash/maphash"
 	"slices"
 	"testing"
 
@@ -21,7 +22,7 @@ func TestIndexKeepsTheLatestCarries(t *testing.T) {
 	first, second := carries(), carries()
 	ix.SetCarries(Pod, "ns", "p", first)
 	ix.SetCarries(Pod, "ns", "p", second)
-	if ix.objects[objectKey{Pod, "ns", "p"}] != second {
+	if got, _ := ix.objectLocked(objectKey{Pod, "ns", "p"}); got != second {
 		t.Error("the index keeps the first Carries after an update that carried the same")
 	}
 	for _, m := range []mac.MAC{1, 2} {
@@ -30,8 +31,8 @@ func TestIndexKeepsTheLatestCarries(t *testing.T) {
 		}
 	}
 	ix.Delete(Pod, "ns", "p")
-	if ix.Len() != 0 || len(ix.objects) != 0 {
-		t.Errorf("after the delete the index holds %d MACs, %d objects", ix.Len(), len(ix.objects))
+	if ix.Len() != 0 || len(ix.objects)+len(ix.collided) != 0 {
+		t.Errorf("after the delete the index holds %d MACs, %d objects", ix.Len(), len(ix.objects)+len(ix.collided))
 	}
 }
 
@@ -88,7 +89,31 @@ func TestIndexKeepsEveryCarrierOfAMAC(t *testing.T) {
 			t.Fatalf("after %s went: carried = %v", gone, ix.Carried(m))
 		}
 	}
-	if len(ix.byMAC) != 0 || len(ix.more) != 0 || len(ix.objects) != 0 {
-		t.Errorf("nothing carries %s, yet the index keeps %d, %d, %d", m, len(ix.byMAC), len(ix.more), len(ix.objects))
+	if len(ix.byMAC) != 0 || len(ix.more) != 0 || len(ix.objects)+len(ix.collided) != 0 {
+		t.Errorf("nothing carries %s, yet the index keeps %d, %d, %d", m, len(ix.byMAC), len(ix.more), len(ix.objects)+len(ix.collided))
+	}
+}
+
+// Two objects whose hashes are equal are each found by their own name,
+// whichever goes first; so is one whose Carries name another object.
+func TestIndexKeepsObjectsWhoseHashesCollide(t *testing.T) {
+	ix := NewIndex(nil)
+	a, b := Ref{Kind: Pod, Namespace: "ns", Name: "a", UID: "a"}, Ref{Kind: Pod, Namespace: "ns", Name: "b", UID: "b"}
+	ix.Set(Pod, "ns", "a", []Carrier{{MAC: 1, Object: a, For: a}})
+	// b as if its hash were a's: kept by its whole key.
+	hb := maphash.Comparable(ix.seed, objectKey{Pod, "ns", "b"})
+	ix.objects[hb] = ix.objects[maphash.Comparable(ix.seed, objectKey{Pod, "ns", "a"})]
+	ix.Set(Pod, "ns", "b", []Carrier{{MAC: 2, Object: b, For: b}})
+	delete(ix.objects, hb)
+	// c lists carriers of another object under its own name.
+	ix.Set(Pod, "ns", "c", []Carrier{{MAC: 3, Object: a, For: a}})
+	if !ix.ObjectCarries(Pod, "ns", "a", "a", 1) || !ix.ObjectCarries(Pod, "ns", "b", "b", 2) || !ix.ObjectCarries(Pod, "ns", "c", "", 3) {
+		t.Fatal("an object is not found by its name")
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		ix.Delete(Pod, "ns", name)
+	}
+	if ix.Len() != 0 || len(ix.objects)+len(ix.collided) != 0 {
+		t.Errorf("all deleted, the index keeps %d MACs, %d objects", ix.Len(), len(ix.objects)+len(ix.collided))
 	}
 }
