@@ -332,8 +332,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 				// Only an entry never seen bound waits out a grace from
 				// when it was first seen (case 10).
 				f.FirstSeen = r.firstSeen(m, f.Entry, now)
-				f.UnboundSince = r.unboundSince(m, f.Entry, now)
 			}
+			// Noted for every entry: one seen bound that stops being
+			// bound and is then renewed for the same owner still waits
+			// at most twice the grace from when it was first judged
+			// unbound. A bound entry's note goes in the same pass.
+			f.UnboundSince = r.unboundSince(m, f.Entry, now)
 			if heartbeat.IsStock(f.Entry.Owner) {
 				f.Stock = true
 				f.StockExpires = now.Add(r.Grace) // no tracker (tests): alive
