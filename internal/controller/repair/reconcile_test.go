@@ -224,3 +224,40 @@ func TestReconcileTellsTheEntrysPodFromALaterOne(t *testing.T) {
 		t.Error("the pod the entry was made for lost it (an edit dropped the network; its interface may still have it)")
 	}
 }
+
+// An entry seen bound whose pod then stops carrying the MAC (an edit), and
+// that is later renewed for the same name with no pod behind it (a create
+// refused after admission), waits at most twice the grace from when it was
+// first judged unbound, as any renewed entry does: not a grace more from
+// the renewal.
+func TestReconcileBoundsTheWaitOfAnEntryOnceBound(t *testing.T) {
+	clk := newClock()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "u",
+		CreationTimestamp: metav1.NewTime(clk.Now().Truncate(time.Second))}}
+	w := newWorld(t, clk, blockOf(podEntry(5, "p", clk.Now())), "", p)
+	ref := carriers.Ref{Kind: carriers.Pod, Namespace: "ns", Name: "p", UID: "u"}
+	w.index.Set(carriers.Pod, "ns", "p", []carriers.Carrier{{MAC: w.start + 5, Object: ref, For: ref}})
+	if _, err := w.reconcile(); err != nil || !w.held(5) {
+		t.Fatalf("bound: %v, held %v", err, w.held(5))
+	}
+	w.index.Delete(carriers.Pod, "ns", "p") // an edit dropped the network; the pod stays
+	if _, err := w.reconcile(); err != nil || !w.held(5) {
+		t.Fatalf("its pod exists: %v, held %v", err, w.held(5))
+	}
+	clk.Step(3 * grace)
+	if err := w.api.Delete(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	b := &v1alpha1.MACBlock{}
+	if err := w.api.Get(t.Context(), client.ObjectKey{Name: w.start.ObjectName()}, b); err != nil {
+		t.Fatal(err)
+	}
+	ledger.Find(b, 5).Reserved = metav1.NewMicroTime(clk.Now().UTC().Truncate(time.Microsecond))
+	if err := w.api.Update(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	w.ledger.Observe(b, false)
+	if _, err := w.reconcile(); err != nil || w.held(5) {
+		t.Fatalf("renewed three graces after it was first judged unbound, no pod: %v, still held %v", err, w.held(5))
+	}
+}
