@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"time"
 
@@ -110,28 +109,17 @@ type Reconciler struct {
 	reported  map[mac.MAC]map[carriers.Ref]bool // collisions already told about
 	gone      map[mac.MAC]goneOwner             // entries whose StatefulSet owner was found gone, and since when
 	unbound   map[mac.MAC]unboundEntry          // entries judged before they were ever seen bound
-	seen      map[mac.MAC]seenEntry             // when each entry, as it is, was first judged
-	seed      maphash.Seed                      // of the entries' hashes in seen
+	seen      map[mac.MAC]seenEntry             // when each entry never seen bound, as it is, was first judged
 }
 
 // seenEntry is when this replica first judged an entry, as it is: its
-// owner and reservation time, by a hash of them (entryHash). The leader
-// notes every entry of the ledger: at 100,000 entries, the owner and
-// time kept whole took over 14 MB of its heap, the hash about 4. Two
-// versions of an entry whose hashes were equal would be taken for one,
-// its age not counted again from the change; the chance is one in 2^64.
+// owner and reservation time. Only entries never seen bound keep one (see
+// markBound): the leader judges every entry of the ledger, and a note of
+// each, at 100,000 entries, was over 10 MB of its heap.
 type seenEntry struct {
-	entry uint64
-	at    time.Time
-}
-
-// entryHash identifies an entry as it is, for seenEntry. Reservation
-// times are microseconds, as the API server keeps them.
-func (r *Reconciler) entryHash(e *v1alpha1.MACBlockEntry) uint64 {
-	return maphash.Comparable(r.seed, struct {
-		owner    v1alpha1.Owner
-		reserved int64
-	}{e.Owner, e.Reserved.UnixMicro()})
+	owner    v1alpha1.Owner
+	reserved metav1.MicroTime
+	at       time.Time
 }
 
 // unboundEntry is when an entry was first judged, for its owner, without
@@ -167,7 +155,6 @@ func (r *Reconciler) init() {
 	r.gone = map[mac.MAC]goneOwner{}
 	r.unbound = map[mac.MAC]unboundEntry{}
 	r.seen = map[mac.MAC]seenEntry{}
-	r.seed = maphash.MakeSeed()
 	r.adoptedEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 	r.expiredEvents = flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventBurst)
 }
@@ -784,10 +771,9 @@ func (r *Reconciler) forget(m mac.MAC, unbound bool) {
 func (r *Reconciler) firstSeen(m mac.MAC, e *v1alpha1.MACBlockEntry, now time.Time) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.entryHash(e)
 	s, ok := r.seen[m]
-	if !ok || s.entry != h {
-		s = seenEntry{entry: h, at: now}
+	if !ok || s.owner != e.Owner || !s.reserved.Equal(&e.Reserved) {
+		s = seenEntry{owner: e.Owner, reserved: e.Reserved, at: now}
 		r.seen[m] = s
 	}
 	return s.at
